@@ -1,0 +1,21 @@
+"""Test setup: two logical CPU devices (for MirroredStrategy tests), quiet TF."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# Must happen before TensorFlow initialises its runtime.
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+  keras.utils.clear_session()
+  keras.utils.set_random_seed(1234)
+  yield

@@ -1,0 +1,16 @@
+"""tfbio: Keras 3 layers and tools for biologically plausible credit assignment.
+
+Feedback layers use a feedback kernel ``B`` instead of the forward kernel
+``W`` in their backward pass (sign-symmetry, feedback alignment, updated random
+feedback, ...); see ``tfbio.feedback`` for the algorithms and SPEC.md for the
+definitions.
+"""
+
+from tfbio import feedback
+from tfbio import layers
+from tfbio import ops
+from tfbio.convert import convert
+
+__version__ = "0.1.0"
+
+__all__ = ["convert", "feedback", "layers", "ops", "__version__"]

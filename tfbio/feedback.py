@@ -1,0 +1,412 @@
+"""Feedback algorithms: the rule that defines a layer's feedback kernel ``B``.
+
+Every algorithm of SPEC §1 is an object in a registry::
+
+    tfbio.feedback.names()                       # all known names
+    algo = tfbio.feedback.get("frsf_p", flip_prob=0.25)
+    layer = tfbio.layers.Dense(10, feedback=algo)   # or feedback="ss"
+
+An algorithm object holds only hyper-parameters; it is shared freely between
+layers. Its per-layer state (``M``, ``S_p``, ``B``) is created by
+:meth:`FeedbackAlgorithm.build` as Keras variables *on the layer*, so it is
+saved, restored, checkpointed and mirrored with the layer's weights.
+
+Per-step random algorithms (``brsf``, ``brsf_p``) draw ``M`` (and ``S_p``) from
+a stateless RNG keyed by the layer's seed and the layer's training-step counter
+(a saved variable advanced once per training call): every replica of a
+distributed step draws the same ``B``, a resumed run draws what the original
+would have drawn, and different steps draw differently.
+"""
+
+import collections
+import math
+
+import keras
+import tensorflow as tf
+
+from tfbio.ops import feedback_kernels as fk
+
+# Purposes keep the stateless streams of one layer apart.
+PURPOSE_MAGNITUDE = 1
+PURPOSE_FLIPS = 2
+PURPOSE_KERNEL_MASK = 3
+PURPOSE_FEEDBACK_MASK = 4
+PURPOSE_INITIALIZER = 5
+
+FeedbackContext = collections.namedtuple(
+    "FeedbackContext", ["kind", "fan_in", "fan_out", "seed"])
+FeedbackContext.__doc__ = """What an algorithm needs to know about its layer.
+
+Attributes:
+  kind: ``"dense"`` or ``"conv"`` (locally-connected layers count as conv).
+  fan_in: ``n_in`` (dense) or ``kh*kw*c_in`` (conv).
+  fan_out: ``n_out`` (dense) or ``kh*kw*c_out`` (conv).
+  seed: the layer's integer seed.
+"""
+
+_REGISTRY = {}
+_ALIASES = {"frfb": "fa"}
+
+
+def register(cls):
+  """Class decorator adding a :class:`FeedbackAlgorithm` to the registry."""
+  _REGISTRY[cls.name] = cls
+  return cls
+
+
+def derived_seed(seed, purpose):
+  """An int seed for a Keras initializer, derived from a layer seed."""
+  return (int(seed) * 16 + purpose) % (2**31 - 1)
+
+
+class FeedbackAlgorithm:
+  """Base class. Subclasses set ``name`` and implement :meth:`kernel`.
+
+  Attributes:
+    name: registry name.
+    per_step: True if ``B`` is redrawn every training step.
+    trainable_feedback: True if ``B`` is a trainable variable whose gradient
+      is ``W``'s gradient (``urfb``).
+    is_backprop: True if ``B = W`` (the layer then uses the plain op).
+  """
+
+  name = None
+  per_step = False
+  trainable_feedback = False
+  is_backprop = False
+
+  def build(self, layer, shape, dtype, ctx):  # pylint: disable=unused-argument
+    """Creates per-layer state on ``layer``; returns a dict of variables."""
+    return {}
+
+  def kernel(self, w, state, ctx, step):
+    """Returns ``B`` for forward kernel ``w`` (a tensor) at ``step``."""
+    raise NotImplementedError
+
+  def get_config(self):
+    return {}
+
+  def __eq__(self, other):
+    return (type(self) is type(other)
+            and self.get_config() == other.get_config())
+
+  def __hash__(self):
+    return hash((self.name, repr(sorted(self.get_config().items()))))
+
+  def __repr__(self):
+    args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+    return f"{type(self).__name__}({args})"
+
+
+@register
+class Backprop(FeedbackAlgorithm):
+  """``B = W``: ordinary back-propagation."""
+
+  name = "bp"
+  is_backprop = True
+
+  def kernel(self, w, state, ctx, step):
+    return w
+
+
+@register
+class SignSymmetry(FeedbackAlgorithm):
+  """``B = sign(W) * s``, ``s`` the layer's init scale (xiao2018 §3.1, fn. 2).
+
+  Conv: ``s = sqrt(2 / (kh*kw*c_out))`` (He normal, fan-out); dense:
+  ``s = 1 / sqrt(n_in)`` (the authors' released code; the extracted paper
+  text reads "1/n_output", see SPEC §1).
+  """
+
+  name = "ss"
+
+  def kernel(self, w, state, ctx, step):
+    return fk.sign_symmetric(w, fk.ss_scale(ctx.kind, ctx.fan_in, ctx.fan_out))
+
+
+@register
+class UniformSignConcordant(FeedbackAlgorithm):
+  """``B = sign(W)``, unscaled (liao2016 §2 setting 1, "uSF").
+
+  Without batch norm or Batch Manhattan this explodes (liao2016 Table 2):
+  that is the documented behaviour, not a bug.
+  """
+
+  name = "usf"
+
+  def kernel(self, w, state, ctx, step):
+    return fk.sign_symmetric(w, 1.0)
+
+
+@register
+class NormalizedSignConcordant(FeedbackAlgorithm):
+  """``B = sign(W) / fan_in``, ``fan_in = kh*kw*c_in`` (liao2016 Exp. A, NuSF)."""
+
+  name = "nusf"
+
+  def kernel(self, w, state, ctx, step):
+    return fk.sign_symmetric(w, 1.0 / ctx.fan_in)
+
+
+def _check_flip_prob(name, flip_prob):
+  if flip_prob is None:
+    raise ValueError(
+        f"Feedback algorithm '{name}' needs flip_prob, the probability that a "
+        "feedback sign disagrees with the forward sign (liao2016 Table 3), "
+        f"e.g. tfbio.feedback.get('{name}', flip_prob=0.25). "
+        "Received: flip_prob=None")
+  try:
+    flip_prob = float(flip_prob)
+  except (TypeError, ValueError):
+    raise ValueError(f"flip_prob must be a number in [0, 1]. Received: "
+                     f"flip_prob={flip_prob!r}") from None
+  if not 0.0 <= flip_prob <= 1.0 or math.isnan(flip_prob):
+    raise ValueError(f"flip_prob must be in [0, 1]. Received: "
+                     f"flip_prob={flip_prob!r}")
+  return flip_prob
+
+
+@register
+class BatchwiseRandomSign(FeedbackAlgorithm):
+  """``B = M ∘ sign(W)``, ``M ~ U[0,1]`` redrawn every step (liao2016 §2 (2))."""
+
+  name = "brsf"
+  per_step = True
+
+  def kernel(self, w, state, ctx, step):
+    m = fk.stateless_magnitude(tf.shape(w), ctx.seed, PURPOSE_MAGNITUDE, step,
+                               dtype=w.dtype)
+    return fk.random_magnitude_sign(w, m)
+
+
+@register
+class FixedRandomSign(FeedbackAlgorithm):
+  """``B = M ∘ sign(W)``, ``M ~ U[0,1]`` drawn once (liao2016 §2 (3))."""
+
+  name = "frsf"
+
+  def build(self, layer, shape, dtype, ctx):
+    return {"feedback_magnitude": _state_weight(
+        layer, "feedback_magnitude", shape, dtype,
+        lambda shape, dtype=None: fk.stateless_magnitude(
+            shape, ctx.seed, PURPOSE_MAGNITUDE, dtype=dtype or "float32"))}
+
+  def kernel(self, w, state, ctx, step):
+    return fk.random_magnitude_sign(
+        w, tf.cast(state["feedback_magnitude"], w.dtype))
+
+
+@register
+class BatchwiseRandomSignFlip(FeedbackAlgorithm):
+  """``B = M ∘ sign(W) ∘ S_p``, both redrawn every step (liao2016 §2 (4)).
+
+  Args:
+    flip_prob: probability ``p`` that a feedback sign *disagrees* with the
+      forward sign (liao2016 Table 3: 1.0 = all flipped, 0.5 = random signs).
+  """
+
+  name = "brsf_p"
+  per_step = True
+
+  def __init__(self, flip_prob=None):
+    self.flip_prob = _check_flip_prob(self.name, flip_prob)
+
+  def kernel(self, w, state, ctx, step):
+    shape = tf.shape(w)
+    m = fk.stateless_magnitude(shape, ctx.seed, PURPOSE_MAGNITUDE, step,
+                               dtype=w.dtype)
+    s = fk.stateless_flips(shape, self.flip_prob, ctx.seed, PURPOSE_FLIPS,
+                           step, dtype=w.dtype)
+    return fk.random_magnitude_sign(w, m, s)
+
+  def get_config(self):
+    return {"flip_prob": self.flip_prob}
+
+
+@register
+class FixedRandomSignFlip(FeedbackAlgorithm):
+  """``B = M ∘ sign(W) ∘ S_p``, ``M`` and ``S_p`` drawn once (liao2016 §2 (5)).
+
+  Args:
+    flip_prob: probability that a feedback sign disagrees with the forward one.
+  """
+
+  name = "frsf_p"
+
+  def __init__(self, flip_prob=None):
+    self.flip_prob = _check_flip_prob(self.name, flip_prob)
+
+  def build(self, layer, shape, dtype, ctx):
+    p = self.flip_prob
+    return {
+        "feedback_magnitude": _state_weight(
+            layer, "feedback_magnitude", shape, dtype,
+            lambda shape, dtype=None: fk.stateless_magnitude(
+                shape, ctx.seed, PURPOSE_MAGNITUDE, dtype=dtype or "float32")),
+        "feedback_flips": _state_weight(
+            layer, "feedback_flips", shape, dtype,
+            lambda shape, dtype=None: fk.stateless_flips(
+                shape, p, ctx.seed, PURPOSE_FLIPS, dtype=dtype or "float32")),
+    }
+
+  def kernel(self, w, state, ctx, step):
+    return fk.random_magnitude_sign(
+        w, tf.cast(state["feedback_magnitude"], w.dtype),
+        tf.cast(state["feedback_flips"], w.dtype))
+
+  def get_config(self):
+    return {"flip_prob": self.flip_prob}
+
+
+class _StoredFeedback(FeedbackAlgorithm):
+  """``B`` stored in a variable, drawn once from an initializer."""
+
+  def _initializer(self, layer, ctx):
+    raise NotImplementedError
+
+  def build(self, layer, shape, dtype, ctx):
+    return {"feedback_kernel": _state_weight(
+        layer, "feedback_kernel", shape, dtype, self._initializer(layer, ctx),
+        trainable=self.trainable_feedback)}
+
+  def kernel(self, w, state, ctx, step):
+    return tf.cast(state["feedback_kernel"], w.dtype)
+
+
+@register
+class RandomFeedback(_StoredFeedback):
+  """``B ~ N(0, std^2)`` drawn once (liao2016 §2 (6), "RndF").
+
+  Args:
+    std: standard deviation (liao2016: 0.05).
+  """
+
+  name = "rndf"
+
+  def __init__(self, std=0.05):
+    try:
+      std = float(std)
+    except (TypeError, ValueError):
+      raise ValueError(f"std must be a positive number. Received: "
+                       f"std={std!r}") from None
+    if not std > 0 or math.isinf(std):
+      raise ValueError(f"std must be a positive number. Received: std={std!r}")
+    self.std = std
+
+  def _initializer(self, layer, ctx):
+    return keras.initializers.RandomNormal(
+        0.0, self.std, seed=derived_seed(ctx.seed, PURPOSE_INITIALIZER))
+
+  def get_config(self):
+    return {"std": self.std}
+
+
+@register
+class FeedbackAlignment(_StoredFeedback):
+  """Fixed random ``B`` from W's own initializer (lillicrap2016; xiao2018 §3.1).
+
+  ``B`` is drawn once, independently of ``W``, from the same distribution and
+  scale as ``W``: by default the layer's ``kernel_initializer`` re-seeded.
+  (xiao2018's layers use He normal fan-out for conv, ``N(0, s^2)``, and
+  ``U(-s, s)`` with ``s = 1/sqrt(n_in)`` for dense; the xiao2018 models in
+  ``tfbio.models`` set those kernel initializers, so their ``B`` follows.)
+  amit2019 calls this FRFB (alias ``frfb``).
+
+  Args:
+    initializer: optional Keras initializer (identifier, config or object)
+      for ``B`` instead of the layer's kernel initializer.
+  """
+
+  name = "fa"
+
+  def __init__(self, initializer=None):
+    if initializer is not None:
+      try:
+        initializer = keras.initializers.get(initializer)
+      except (ValueError, TypeError) as e:
+        raise ValueError(f"Unknown initializer for '{self.name}': "
+                         f"initializer={initializer!r} ({e})") from None
+    self.initializer = initializer
+
+  def _initializer(self, layer, ctx):
+    base = self.initializer if self.initializer is not None else (
+        layer.kernel_initializer)
+    config = keras.initializers.serialize(base)
+    if isinstance(config, dict) and "seed" in config.get("config", {}):
+      config = {**config, "config": {
+          **config["config"],
+          "seed": derived_seed(ctx.seed, PURPOSE_INITIALIZER)}}
+    return keras.initializers.deserialize(config)
+
+  def get_config(self):
+    return {"initializer": (None if self.initializer is None else
+                            keras.initializers.serialize(self.initializer))}
+
+
+@register
+class UpdatedRandomFeedback(FeedbackAlignment):
+  """Random ``B`` (drawn like ``fa``) updated with W's increment (amit2019 §3.1).
+
+  ``B`` is a trainable variable whose gradient is set to exactly ``dE/dW``,
+  so any optimizer moves ``B`` and ``W`` by the same increment ("URFB";
+  with weight decay on both this is Kolen–Pollack).
+
+  Args:
+    initializer: as for ``fa``.
+  """
+
+  name = "urfb"
+  trainable_feedback = True
+
+
+def _state_weight(layer, name, shape, dtype, initializer, trainable=False):
+  return layer.add_weight(name=name, shape=shape, dtype=dtype,
+                          initializer=initializer, trainable=trainable)
+
+
+def names():
+  """All registered algorithm names, aliases included, sorted."""
+  return sorted(list(_REGISTRY) + list(_ALIASES))
+
+
+def get(identifier, **params):
+  """Returns a :class:`FeedbackAlgorithm`.
+
+  Args:
+    identifier: a registered name (``"ss"``), an alias (``"frfb"``), a dict
+      ``{"name": ..., **params}`` as written by :func:`serialize`, or an
+      algorithm object (returned as is; ``params`` must then be empty).
+    **params: hyper-parameters of the algorithm (``flip_prob``, ``std``, ...).
+
+  Raises:
+    ValueError: unknown name, unknown or invalid parameter.
+  """
+  if isinstance(identifier, FeedbackAlgorithm):
+    if params:
+      raise ValueError(f"Parameters {sorted(params)} given with an algorithm "
+                       f"object {identifier!r}; set them on the object.")
+    return identifier
+  if isinstance(identifier, dict):
+    params = {**{k: v for k, v in identifier.items() if k != "name"}, **params}
+    identifier = identifier.get("name")
+  if not isinstance(identifier, str):
+    raise ValueError(f"Feedback must be a name, a dict or a FeedbackAlgorithm. "
+                     f"Received: feedback={identifier!r}")
+  key = identifier.strip().lower()
+  key = _ALIASES.get(key, key)
+  if key not in _REGISTRY:
+    raise ValueError(f"Unknown feedback algorithm: {identifier!r}. Known: "
+                     f"{', '.join(names())}")
+  cls = _REGISTRY[key]
+  try:
+    return cls(**params)
+  except TypeError:
+    raise ValueError(
+        f"Invalid parameters for feedback algorithm '{key}': {params!r}"
+    ) from None
+
+
+def serialize(algorithm):
+  """``{"name": ..., **params}``, readable by :func:`get`."""
+  algorithm = get(algorithm)
+  return {"name": algorithm.name, **algorithm.get_config()}

@@ -1,0 +1,7 @@
+"""Keras layers with asymmetric feedback (tfbio)."""
+
+from tfbio.layers.base_feedback import BaseFeedbackLayer
+from tfbio.layers.conv2d import Conv2D
+from tfbio.layers.dense import Dense
+
+__all__ = ["BaseFeedbackLayer", "Conv2D", "Dense"]

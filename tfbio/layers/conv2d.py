@@ -1,0 +1,175 @@
+"""2-D convolution with a feedback kernel in its backward pass."""
+
+import keras
+import tensorflow as tf
+
+from tfbio.layers.base_feedback import BaseFeedbackLayer
+from tfbio.ops import feedback_ops
+
+
+def normalize_tuple(value, name, allow_zero=False):
+  """``int`` or pair → pair of ints; ValueError quoting the value otherwise."""
+  values = (value, value) if isinstance(value, int) else value
+  try:
+    values = tuple(values)
+  except TypeError:
+    values = None
+  low = 0 if allow_zero else 1
+  if (values is None or len(values) != 2
+      or not all(isinstance(v, int) and not isinstance(v, bool) and v >= low
+                 for v in values)):
+    raise ValueError(f"{name} must be an int or a pair of ints >= {low}. "
+                     f"Received: {name}={value!r}")
+  return values
+
+
+def normalize_padding(padding):
+  if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+    raise ValueError(f"padding must be 'valid' or 'same'. Received: "
+                     f"padding={padding!r}")
+  return padding.lower()
+
+
+def conv_output_length(length, kernel, stride, padding, dilation=1):
+  """Output length of a convolution along one axis (None stays None)."""
+  if length is None:
+    return None
+  if padding == "same":
+    return -(-length // stride)
+  effective = dilation * (kernel - 1) + 1
+  return (length - effective) // stride + 1
+
+
+@keras.saving.register_keras_serializable(package="tfbio")
+class Conv2D(BaseFeedbackLayer):
+  """``keras.layers.Conv2D`` whose input gradient convolves with ``B``.
+
+  Forward: exactly Keras' convolution. Backward: true ``dE/dW``, ``dE/db``;
+  ``dE/dx`` is the transposed convolution of ``g`` with ``B`` (SPEC §1;
+  xiao2018, liao2016, amit2019).
+
+  Input shape: ``(batch, h, w, c_in)`` (``channels_last``) or
+  ``(batch, c_in, h, w)`` (``channels_first``).
+
+  Example:
+
+  >>> layer = tfbio.layers.Conv2D(8, 3, padding="same", feedback="fa")
+  >>> layer(tf.ones((1, 8, 8, 3))).shape
+  TensorShape([1, 8, 8, 8])
+
+  Args:
+    filters, kernel_size, strides, padding, data_format, dilation_rate,
+    groups (only 1), activation, use_bias, kernel_initializer,
+    bias_initializer, kernel_regularizer, bias_regularizer,
+    activity_regularizer, kernel_constraint, bias_constraint: as
+      ``keras.layers.Conv2D``.
+    feedback, density, feedback_density, sign_fixed, seed: see
+      ``tfbio.layers.BaseFeedbackLayer``.
+  """
+
+  kernel_kind = "conv"
+
+  def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
+               data_format=None, dilation_rate=(1, 1), groups=1,
+               activation=None, use_bias=True,
+               kernel_initializer="glorot_uniform", bias_initializer="zeros",
+               kernel_regularizer=None, bias_regularizer=None,
+               activity_regularizer=None, kernel_constraint=None,
+               bias_constraint=None, feedback="bp", density=1.0,
+               feedback_density=1.0, sign_fixed=False, seed=None, **kwargs):
+    super().__init__(
+        activation=activation, use_bias=use_bias,
+        kernel_initializer=kernel_initializer,
+        bias_initializer=bias_initializer,
+        kernel_regularizer=kernel_regularizer,
+        bias_regularizer=bias_regularizer,
+        activity_regularizer=activity_regularizer,
+        kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
+        feedback=feedback, density=density,
+        feedback_density=feedback_density, sign_fixed=sign_fixed, seed=seed,
+        **kwargs)
+    if not isinstance(filters, int) or isinstance(filters, bool) or (
+        filters <= 0):
+      raise ValueError(f"filters must be a positive int. Received: "
+                       f"filters={filters!r}")
+    if groups != 1:
+      raise ValueError(f"tfbio.layers.Conv2D supports only groups=1. "
+                       f"Received: groups={groups!r}")
+    self.filters = filters
+    self.kernel_size = normalize_tuple(kernel_size, "kernel_size")
+    self.strides = normalize_tuple(strides, "strides")
+    self.padding = normalize_padding(padding)
+    if data_format is None:
+      data_format = keras.config.image_data_format()
+    if data_format not in ("channels_last", "channels_first"):
+      raise ValueError(f"data_format must be 'channels_last' or "
+                       f"'channels_first'. Received: data_format={data_format!r}")
+    self.data_format = data_format
+    self.dilation_rate = normalize_tuple(dilation_rate, "dilation_rate")
+    if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+      raise ValueError(f"strides > 1 cannot be combined with dilation_rate > 1."
+                       f" Received: strides={strides!r}, "
+                       f"dilation_rate={dilation_rate!r}")
+    self.groups = 1
+    self.input_spec = keras.layers.InputSpec(ndim=4)
+
+  @property
+  def _channel_axis(self):
+    return -1 if self.data_format == "channels_last" else 1
+
+  def build(self, input_shape):
+    c_in = input_shape[self._channel_axis]
+    if c_in is None:
+      raise ValueError(f"The channel dimension of the input to {self.name!r} "
+                       f"must be known. Received: input_shape={input_shape}")
+    kh, kw = self.kernel_size
+    self._build_weights(
+        (kh, kw, c_in, self.filters), fan_in=kh * kw * c_in,
+        fan_out=kh * kw * self.filters, bias_size=self.filters)
+    self.input_spec = keras.layers.InputSpec(
+        ndim=4, axes={self._channel_axis: c_in})
+
+  def call(self, inputs, training=None):
+    w, b = self._kernels(training=training)
+    x = tf.convert_to_tensor(inputs)
+    if self.data_format == "channels_first":
+      x = tf.transpose(x, [0, 2, 3, 1])
+    if b is None:
+      y = tf.nn.conv2d(x, w, (1,) + self.strides + (1,),
+                       self.padding.upper(),
+                       dilations=(1,) + self.dilation_rate + (1,))
+    else:
+      y = feedback_ops.feedback_conv2d(
+          x, w, b, strides=self.strides, padding=self.padding,
+          dilations=self.dilation_rate,
+          feedback_receives_kernel_grad=self.feedback.trainable_feedback)
+    y = self._finish(y)
+    if self.data_format == "channels_first":
+      y = tf.transpose(y, [0, 3, 1, 2])
+    return y
+
+  def compute_output_shape(self, input_shape):
+    if self.data_format == "channels_last":
+      spatial = input_shape[1:3]
+    else:
+      spatial = input_shape[2:4]
+    out = tuple(
+        conv_output_length(n, k, s, self.padding, d)
+        for n, k, s, d in zip(spatial, self.kernel_size, self.strides,
+                              self.dilation_rate))
+    if self.data_format == "channels_last":
+      return (input_shape[0],) + out + (self.filters,)
+    return (input_shape[0], self.filters) + out
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({
+        "filters": self.filters,
+        "kernel_size": self.kernel_size,
+        "strides": self.strides,
+        "padding": self.padding,
+        "data_format": self.data_format,
+        "dilation_rate": self.dilation_rate,
+        "groups": self.groups,
+    })
+    return config
