@@ -142,6 +142,10 @@ class BaseFeedbackLayer(keras.layers.Layer):
               self.feedback_density, feedback_lib.PURPOSE_FEEDBACK_MASK))
     self._feedback_state = self.feedback.build(
         self, shape, self.variable_dtype, self._feedback_ctx)
+    for name, variable in self._feedback_state.items():
+      # Attributes (not only the dict) so that tf.train.Checkpoint finds them;
+      # "_" keeps them off the public feedback_kernel() method's name.
+      setattr(self, "_" + name, variable)
     stored_b = self._feedback_state.get("feedback_kernel")
     if stored_b is not None and self.feedback_mask is not None:
       stored_b.assign(stored_b * self.feedback_mask)
