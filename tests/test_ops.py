@@ -202,3 +202,27 @@ def test_feedback_conv2d_1x1_matches_matmul_numpy():
   np.testing.assert_allclose(
       dw.numpy()[0, 0], x.reshape(-1, 4).T @ g.reshape(-1, 5), rtol=1e-5,
       atol=1e-4)
+
+
+def test_magnitude_and_flips_single_draw_is_uniform_and_independent():
+  # M must be U[0,1) within both the flipped and the kept part (so it is
+  # independent of S_p), and S_p = -1 with probability p.
+  n = 200_000
+  for p in (0.0, 0.3, 1.0):
+    m, s = ops.stateless_magnitude_and_flips((n,), p, seed=7, purpose=1,
+                                                   step=3)
+    m, s = m.numpy(), s.numpy()
+    assert set(np.unique(s)) <= {-1.0, 1.0}
+    frac = np.mean(s < 0)
+    assert abs(frac - p) <= 3 * np.sqrt(p * (1 - p) / n) + 1e-12, (p, frac)
+    assert m.min() >= 0.0 and m.max() < 1.0
+    for part in (m[s < 0], m[s > 0]):
+      if part.size > 1000:
+        np.testing.assert_allclose(part.mean(), 0.5, atol=0.01)
+        np.testing.assert_allclose(part.std(), np.sqrt(1 / 12), atol=0.01)
+  # Deterministic in (seed, purpose, step); different steps differ.
+  a = ops.stateless_magnitude_and_flips((50,), 0.5, 7, 1, step=3)[0]
+  b = ops.stateless_magnitude_and_flips((50,), 0.5, 7, 1, step=3)[0]
+  c = ops.stateless_magnitude_and_flips((50,), 0.5, 7, 1, step=4)[0]
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)

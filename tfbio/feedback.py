@@ -28,7 +28,6 @@ from tfbio.ops import feedback_kernels as fk
 
 # Purposes keep the stateless streams of one layer apart.
 PURPOSE_MAGNITUDE = 1
-PURPOSE_FLIPS = 2
 PURPOSE_KERNEL_MASK = 3
 PURPOSE_FEEDBACK_MASK = 4
 PURPOSE_INITIALIZER = 5
@@ -212,11 +211,9 @@ class BatchwiseRandomSignFlip(FeedbackAlgorithm):
     self.flip_prob = _check_flip_prob(self.name, flip_prob)
 
   def kernel(self, w, state, ctx, step):
-    shape = tf.shape(w)
-    m = fk.stateless_magnitude(shape, ctx.seed, PURPOSE_MAGNITUDE, step,
-                               dtype=w.dtype)
-    s = fk.stateless_flips(shape, self.flip_prob, ctx.seed, PURPOSE_FLIPS,
-                           step, dtype=w.dtype)
+    m, s = fk.stateless_magnitude_and_flips(
+        tf.shape(w), self.flip_prob, ctx.seed, PURPOSE_MAGNITUDE, step,
+        dtype=w.dtype)
     return fk.random_magnitude_sign(w, m, s)
 
   def get_config(self):
@@ -238,15 +235,17 @@ class FixedRandomSignFlip(FeedbackAlgorithm):
 
   def build(self, layer, shape, dtype, ctx):
     p = self.flip_prob
+
+    def draw(index):
+      return lambda shape, dtype=None: fk.stateless_magnitude_and_flips(
+          shape, p, ctx.seed, PURPOSE_MAGNITUDE,
+          dtype=dtype or "float32")[index]
+
     return {
         "feedback_magnitude": _state_weight(
-            layer, "feedback_magnitude", shape, dtype,
-            lambda shape, dtype=None: fk.stateless_magnitude(
-                shape, ctx.seed, PURPOSE_MAGNITUDE, dtype=dtype or "float32")),
+            layer, "feedback_magnitude", shape, dtype, draw(0)),
         "feedback_flips": _state_weight(
-            layer, "feedback_flips", shape, dtype,
-            lambda shape, dtype=None: fk.stateless_flips(
-                shape, p, ctx.seed, PURPOSE_FLIPS, dtype=dtype or "float32")),
+            layer, "feedback_flips", shape, dtype, draw(1)),
     }
 
   def kernel(self, w, state, ctx, step):

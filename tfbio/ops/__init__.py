@@ -10,7 +10,7 @@ from tfbio.ops.feedback_kernels import (
     sign_fix,
     sign_symmetric,
     ss_scale,
-    stateless_flips,
+    stateless_magnitude_and_flips,
     stateless_magnitude,
     stateless_mask,
 )
@@ -23,7 +23,7 @@ __all__ = [
     "sign_fix",
     "sign_symmetric",
     "ss_scale",
-    "stateless_flips",
+    "stateless_magnitude_and_flips",
     "stateless_magnitude",
     "stateless_mask",
 ]
