@@ -38,8 +38,11 @@ def _algorithm(name):
   return name
 
 
-def _build(name):
-  """Small Conv2D/Dense model whose initial values depend only on seeds."""
+def _build(name, **options):
+  """Small Conv2D/Dense model whose initial values depend only on seeds.
+
+  ``options`` (density, feedback_density, sign_fixed) reach every layer.
+  """
   fb = _algorithm(name)
 
   def init(i):
@@ -51,15 +54,17 @@ def _build(name):
   inputs = keras.Input((6, 6, 2))
   x = tfbio.layers.Conv2D(3, 3, padding="same", activation="relu",
                           feedback=fb, seed=21, kernel_initializer=init(1),
+                          **options,
                           bias_initializer=bias(1), name="conv_a")(inputs)
   x = tfbio.layers.Conv2D(4, 3, strides=2, activation="tanh", feedback=fb,
-                          seed=22, kernel_initializer=init(2),
+                          seed=22, kernel_initializer=init(2), **options,
                           bias_initializer=bias(2), name="conv_b")(x)
   x = keras.layers.Flatten()(x)
   x = tfbio.layers.Dense(6, activation="tanh", feedback=fb, seed=23,
+                         **options,
                          kernel_initializer=init(3), bias_initializer=bias(3),
                          name="hidden")(x)
-  outputs = tfbio.layers.Dense(3, feedback=fb, seed=24,
+  outputs = tfbio.layers.Dense(3, feedback=fb, seed=24, **options,
                                kernel_initializer=init(4),
                                bias_initializer=bias(4), name="logits")(x)
   model = keras.Model(inputs, outputs)
@@ -209,3 +214,27 @@ def test_fixed_feedback_state_identical_on_replicas(name, strategy):
                                   .feedback_kernel()))
     if step == 0:
       _fit(model)
+
+
+@pytest.mark.parametrize("name", ["fa", "urfb", "brsf"])
+def test_mirrored_masks_and_sign_fixed(name, strategy):
+  # The kernel constraint (mask + sign fix) runs inside the distributed
+  # optimizer update: results must match one device and stay exact.
+  options = dict(density=0.5, feedback_density=0.5, sign_fixed=True)
+  single = _build(name, **options)
+  with strategy.scope():
+    mirrored = _build(name, **options)
+  _fit(single)
+  _fit(mirrored)
+  _assert_close(_variables(single), _variables(mirrored), "after training")
+  for layer_name in FEEDBACK_LAYERS:
+    layer = mirrored.get_layer(layer_name)
+    kernel = layer.kernel.numpy()
+    mask = layer.kernel_mask.numpy()
+    assert 0 < mask.sum() < mask.size
+    assert np.all(kernel[mask == 0] == 0), layer_name
+    kept = mask == 1
+    np.testing.assert_array_equal(np.sign(kernel[kept]),
+                                  layer.sign_reference.numpy()[kept])
+    b = np.array(layer.feedback_kernel())
+    assert np.all(b[layer.feedback_mask.numpy() == 0] == 0), layer_name

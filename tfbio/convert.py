@@ -68,10 +68,10 @@ def convert(model, feedback, overrides=None, **layer_kwargs):
   """
   if not isinstance(model, keras.Model):
     raise ValueError(f"convert() needs a keras.Model. Received: {model!r}")
-  if not isinstance(model, (keras.Sequential, keras.Model)) or not (
-      isinstance(model, keras.Sequential)
-      or getattr(model, "_is_graph_network", False)
-      or type(model).__name__ == "Functional"):
+  # Functional models are instances of keras' (private) Functional class;
+  # a class that *subclasses* it or keras.Model directly has its own call().
+  if not (isinstance(model, keras.Sequential)
+          or type(model).__name__ == "Functional"):
     raise ValueError(f"convert() supports Sequential and functional models; "
                      f"{type(model).__name__!r} is subclassed and cannot be "
                      "cloned.")
