@@ -9,8 +9,11 @@ definitions.
 from tfbio import feedback
 from tfbio import layers
 from tfbio import ops
+from tfbio import analysis
 from tfbio.convert import convert
+from tfbio.convert import untie
 
 __version__ = "0.1.0"
 
-__all__ = ["convert", "feedback", "layers", "ops", "__version__"]
+__all__ = ["analysis", "convert", "feedback", "layers", "ops", "untie",
+           "__version__"]

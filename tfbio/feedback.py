@@ -335,7 +335,7 @@ class FeedbackAlignment(_StoredFeedback):
       config = {**config, "config": {
           **config["config"],
           "seed": derived_seed(ctx.seed, PURPOSE_INITIALIZER)}}
-    return keras.initializers.deserialize(config)
+    return layer.adapt_initializer(keras.initializers.deserialize(config))
 
   def get_config(self):
     return {"initializer": (None if self.initializer is None else

@@ -3,5 +3,6 @@
 from tfbio.layers.base_feedback import BaseFeedbackLayer
 from tfbio.layers.conv2d import Conv2D
 from tfbio.layers.dense import Dense
+from tfbio.layers.locally_connected import LocallyConnected2D
 
-__all__ = ["BaseFeedbackLayer", "Conv2D", "Dense"]
+__all__ = ["BaseFeedbackLayer", "Conv2D", "Dense", "LocallyConnected2D"]

@@ -97,9 +97,9 @@ class BaseFeedbackLayer(keras.layers.Layer):
 
   # -- build helpers ---------------------------------------------------------
 
-  def _build_weights(self, shape, fan_in, fan_out, bias_size):
+  def _build_weights(self, shape, fan_in, fan_out, bias_shape):
     """Creates ``W`` (with its mask), the bias and all feedback state."""
-    initializer = self.kernel_initializer
+    initializer = self.adapt_initializer(self.kernel_initializer)
     constraint = self.kernel_constraint
     self._feedback_ctx = feedback_lib.FeedbackContext(
         self.kernel_kind, int(fan_in), int(fan_out), self.seed)
@@ -120,14 +120,17 @@ class BaseFeedbackLayer(keras.layers.Layer):
     self.bias = None
     if self.use_bias:
       self.bias = self.add_weight(
-          name="bias", shape=(bias_size,), initializer=self.bias_initializer,
+          name="bias", shape=tuple(bias_shape),
+          initializer=self.bias_initializer,
           regularizer=self.bias_regularizer, constraint=self.bias_constraint)
     self._build_feedback_state()
 
   def _finish(self, y):
     """Adds the bias and applies the activation."""
     if self.bias is not None:
-      y = tf.nn.bias_add(y, tf.cast(self.bias, y.dtype))
+      bias = tf.cast(self.bias, y.dtype)
+      # 1-D biases (Dense, Conv2D) use the fused op; untied ones broadcast.
+      y = tf.nn.bias_add(y, bias) if len(self.bias.shape) == 1 else y + bias
     if self.activation is not None:
       y = self.activation(y)
     return y
@@ -162,6 +165,13 @@ class BaseFeedbackLayer(keras.layers.Layer):
       self.feedback_step = self.add_weight(
           name="feedback_step", shape=(), dtype="int64", trainable=False,
           initializer="zeros", aggregation="only_first_replica")
+
+  def adapt_initializer(self, initializer):
+    """Hook for kernel shapes whose fans Keras computes wrongly (LC layers).
+
+    Used for ``W`` and for ``B`` drawn "like ``W``" (``fa``, ``urfb``).
+    """
+    return initializer
 
   def _mask_initializer(self, density, purpose):
     seed = self.seed

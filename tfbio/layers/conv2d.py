@@ -125,7 +125,7 @@ class Conv2D(BaseFeedbackLayer):
     kh, kw = self.kernel_size
     self._build_weights(
         (kh, kw, c_in, self.filters), fan_in=kh * kw * c_in,
-        fan_out=kh * kw * self.filters, bias_size=self.filters)
+        fan_out=kh * kw * self.filters, bias_shape=(self.filters,))
     self.input_spec = keras.layers.InputSpec(
         ndim=4, axes={self._channel_axis: c_in})
 

@@ -66,7 +66,7 @@ class Dense(BaseFeedbackLayer):
       raise ValueError(f"The last dimension of the input to {self.name!r} "
                        f"must be known. Received: input_shape={input_shape}")
     self._build_weights((n_in, self.units), fan_in=n_in, fan_out=self.units,
-                        bias_size=self.units)
+                        bias_shape=(self.units,))
     self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: n_in})
 
   def call(self, inputs, training=None):
