@@ -8,12 +8,15 @@ definitions.
 
 from tfbio import feedback
 from tfbio import layers
+from tfbio import losses
 from tfbio import ops
+from tfbio import optimizers
+from tfbio import activations
 from tfbio import analysis
 from tfbio.convert import convert
 from tfbio.convert import untie
 
 __version__ = "0.1.0"
 
-__all__ = ["analysis", "convert", "feedback", "layers", "ops", "untie",
-           "__version__"]
+__all__ = ["activations", "analysis", "convert", "feedback", "layers",
+           "losses", "ops", "optimizers", "untie", "__version__"]

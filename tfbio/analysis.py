@@ -1,8 +1,239 @@
-"""Analysis helpers: views of learned weights and pictures of them."""
+"""Analysis: the seeds' measurements of ``W`` and ``B``, callbacks and plots.
 
+Metrics (SPEC §7), per feedback layer and averaged over the network:
+
+* ``alignment_angle``: angle in degrees between flattened ``W`` and ``B``
+  (xiao2018 Fig. 3a; 0 for ``bp``);
+* ``weight_kurtosis``: kurtosis of ``W`` (Pearson's, ``E[(w-μ)^4]/σ^4``,
+  3 for a Gaussian; xiao2018 Fig. 3a);
+* ``weight_mean``, ``weight_std``: mean and standard deviation of ``W``
+  (xiao2018 Fig. 3b, c);
+* ``wb_correlation``: Pearson correlation of ``W`` and ``B`` (amit2019
+  Fig. 10–11).
+
+:class:`AlignmentLogger` writes them into Keras' epoch ``logs``; the plot
+functions read them back from a ``keras.callbacks.CSVLogger`` file.
+"""
+
+import csv
+import math
+
+from absl import logging
+import keras
 import numpy as np
 
+from tfbio.layers.base_feedback import BaseFeedbackLayer
 from tfbio.layers.locally_connected import LocallyConnected2D
+
+METRICS = ("alignment_angle", "weight_kurtosis", "weight_mean", "weight_std",
+           "wb_correlation")
+
+
+def alignment_angle(w, b):
+  """Angle in degrees between flattened ``w`` and ``b`` (NaN if one is 0)."""
+  w = np.asarray(w, np.float64).ravel()
+  b = np.asarray(b, np.float64).ravel()
+  norm = np.linalg.norm(w) * np.linalg.norm(b)
+  if norm == 0:
+    return math.nan
+  cos = np.clip(np.dot(w, b) / norm, -1.0, 1.0)
+  return float(np.degrees(np.arccos(cos)))
+
+
+def kurtosis(w):
+  """Pearson kurtosis ``E[(w-μ)^4] / σ^4`` of the entries (3 = Gaussian)."""
+  w = np.asarray(w, np.float64).ravel()
+  centered = w - w.mean()
+  var = np.mean(centered**2)
+  if var == 0:
+    return math.nan
+  return float(np.mean(centered**4) / var**2)
+
+
+def pearson_correlation(w, b):
+  """Pearson correlation of the entries of ``w`` and ``b`` (NaN if constant)."""
+  w = np.asarray(w, np.float64).ravel()
+  b = np.asarray(b, np.float64).ravel()
+  w, b = w - w.mean(), b - b.mean()
+  norm = np.linalg.norm(w) * np.linalg.norm(b)
+  if norm == 0:
+    return math.nan
+  return float(np.dot(w, b) / norm)
+
+
+def feedback_layers(model):
+  """All tfbio feedback layers of ``model``, nested models included."""
+  found = []
+  for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
+    if isinstance(layer, BaseFeedbackLayer):
+      found.append(layer)
+  return found
+
+
+def layer_metrics(layer):
+  """The five metrics of one built feedback layer, as a dict of floats."""
+  w = np.asarray(layer.kernel.numpy())
+  b = np.asarray(layer.feedback_kernel())
+  return {
+      "alignment_angle": alignment_angle(w, b),
+      "weight_kurtosis": kurtosis(w),
+      "weight_mean": float(w.mean()),
+      "weight_std": float(w.std()),
+      "wb_correlation": pearson_correlation(w, b),
+  }
+
+
+def network_metrics(model, per_layer=True):
+  """Metrics averaged over the feedback layers (NaNs ignored), and per layer.
+
+  Returns:
+    ``{"alignment_angle": ..., ..., "alignment_angle/<layer>": ..., ...}``;
+    empty if the model has no built feedback layer.
+  """
+  layers = [l for l in feedback_layers(model) if l.built]
+  if not layers:
+    return {}
+  rows = {layer.name: layer_metrics(layer) for layer in layers}
+  out = {}
+  for metric in METRICS:
+    values = [r[metric] for r in rows.values() if not math.isnan(r[metric])]
+    out[metric] = float(np.mean(values)) if values else math.nan
+  if per_layer:
+    for name, row in rows.items():
+      for metric in METRICS:
+        out[f"{metric}/{name}"] = row[metric]
+  return out
+
+
+class AlignmentLogger(keras.callbacks.Callback):
+  """Adds the alignment metrics of every feedback layer to the epoch logs.
+
+  Computed once per epoch (at its end, from the variables; NumPy), so it does
+  not slow the training steps. Place it *before* ``CSVLogger`` /
+  ``TensorBoard`` in the callbacks list so that they record the new keys
+  (Keras' progress bar and ``History`` always see them).
+
+  Example:
+
+  >>> model.fit(x, y, epochs=5, callbacks=[
+  ...     tfbio.analysis.AlignmentLogger(),
+  ...     keras.callbacks.CSVLogger("history.csv")])
+
+  Args:
+    per_layer: also log ``<metric>/<layer name>`` for every layer.
+    on_train_begin_too: also record the metrics before training, in
+      ``self.initial`` (epoch "-1" of xiao2018's curves).
+  """
+
+  def __init__(self, per_layer=True, on_train_begin_too=True):
+    super().__init__()
+    self.per_layer = per_layer
+    self.on_train_begin_too = on_train_begin_too
+    self.initial = {}
+    self._warned = False
+
+  def _metrics(self):
+    metrics = network_metrics(self.model, per_layer=self.per_layer)
+    if not metrics and not self._warned:
+      logging.warning("AlignmentLogger: model %r has no tfbio feedback layer; "
+                      "nothing will be logged.", self.model.name)
+      self._warned = True
+    return metrics
+
+  def on_train_begin(self, logs=None):
+    if self.on_train_begin_too:
+      self.initial = self._metrics()
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None:
+      logs.update(self._metrics())
+
+
+def read_csv_history(path):
+  """A ``CSVLogger`` file as ``{column: np.ndarray}`` (floats; NaN if empty)."""
+  with open(path, newline="", encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  if not rows:
+    raise ValueError(f"No rows in CSV history {path!r}.")
+  def value(v):
+    try:
+      return float(v)
+    except (TypeError, ValueError):
+      return math.nan
+  return {key: np.array([value(r[key]) for r in rows]) for key in rows[0]}
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def _require(history, keys, path):
+  missing = [k for k in keys if k not in history]
+  if missing:
+    raise ValueError(f"CSV history {path!r} has no column(s) {missing}; was "
+                     "AlignmentLogger placed before CSVLogger?")
+
+
+def plot_alignment_history(csv_path, png_path, title=None):
+  """Saves xiao2018 Fig. 3a–c from a CSV history: (a) alignment angle and
+  kurtosis of ``W``, (b) mean of ``W``, (c) std of ``W``, against epochs
+  (network averages, with per-layer angles as thin lines when logged)."""
+  history = read_csv_history(csv_path)
+  _require(history, ("epoch",) + METRICS[:4], csv_path)
+  epochs = history["epoch"] + 1
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+  ax = axes[0]
+  for key in sorted(k for k in history if k.startswith("alignment_angle/")):
+    ax.plot(epochs, history[key], lw=0.6, alpha=0.4, color="tab:blue")
+  ax.plot(epochs, history["alignment_angle"], lw=2, color="tab:blue",
+          label="angle(W, B) (mean)")
+  ax.set_xlabel("epoch")
+  ax.set_ylabel("alignment angle (degrees)", color="tab:blue")
+  twin = ax.twinx()
+  twin.plot(epochs, history["weight_kurtosis"], lw=2, color="tab:red",
+            label="kurtosis(W)")
+  twin.set_ylabel("kurtosis of W", color="tab:red")
+  ax.set_title("(a) alignment angle and kurtosis")
+  for ax, key, label in ((axes[1], "weight_mean", "(b) mean of W"),
+                         (axes[2], "weight_std", "(c) std of W")):
+    for k in sorted(k for k in history if k.startswith(key + "/")):
+      ax.plot(epochs, history[k], lw=0.6, alpha=0.4, color="tab:gray")
+    ax.plot(epochs, history[key], lw=2, color="black")
+    ax.set_xlabel("epoch")
+    ax.set_title(label)
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(png_path, dpi=100)
+  plt.close(fig)
+  return png_path
+
+
+def plot_correlation_history(csv_path, png_path, title=None):
+  """Saves amit2019 Fig. 10–11 from a CSV history: Pearson correlation of
+  ``W`` and ``B`` per layer (and the mean) against epochs."""
+  history = read_csv_history(csv_path)
+  _require(history, ("epoch", "wb_correlation"), csv_path)
+  epochs = history["epoch"] + 1
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for key in sorted(k for k in history if k.startswith("wb_correlation/")):
+    ax.plot(epochs, history[key], lw=1.2, label=key.split("/", 1)[1])
+  ax.plot(epochs, history["wb_correlation"], lw=2.5, color="black",
+          label="mean")
+  ax.set_xlabel("epoch")
+  ax.set_ylabel("corr(W, B)")
+  ax.set_ylim(-1.05, 1.05)
+  ax.legend(fontsize=7)
+  ax.set_title(title or "correlation of forward and feedback weights")
+  fig.tight_layout()
+  fig.savefig(png_path, dpi=100)
+  plt.close(fig)
+  return png_path
 
 
 def untied_filters(layer):
@@ -53,10 +284,7 @@ def save_untied_filters_png(layer, path, filters=(0, 1, 2, 3), positions=None,
   Returns:
     ``path``.
   """
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
+  plt = _pyplot()
   view = untied_filters(layer)
   out_h, out_w, _, _, c_in, n_filters = view.shape
   positions = list(positions or default_positions(out_h, out_w))

@@ -27,12 +27,6 @@ def _dense_initializer():
   return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
 
 
-def _batchnorm(name):
-  # Affine-free batch norm of liao2016 §3; EMA alpha = 0.05.
-  return keras.layers.BatchNormalization(center=False, scale=False,
-                                         momentum=0.95, name=name)
-
-
 def liao2016_mnist(num_classes=10, input_shape=(28, 28, 1), feedback="bp",
                    last_layer=None, batchnorm=False):
   """liao2016's MNIST network (Table 1, "MNIST" column).
@@ -87,7 +81,7 @@ def liao2016_mnist(num_classes=10, input_shape=(28, 28, 1), feedback="bp",
   def hidden(x, layer, name):
     x = layer(x)
     if batchnorm:
-      x = _batchnorm(f"{name}_bn")(x)
+      x = layers.affine_free_batch_norm(f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
   def conv(filters, name):
