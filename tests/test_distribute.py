@@ -68,9 +68,13 @@ def _build(name, **options):
                                kernel_initializer=init(4),
                                bias_initializer=bias(4), name="logits")(x)
   model = keras.Model(inputs, outputs)
+  # jit_compile=False on both sides: Keras' "auto" would turn XLA on for a
+  # single-device run on a GPU host but not under tf.distribute, and brsf's
+  # stateless draws differ between XLA and non-XLA execution.
   model.compile(
       optimizer=keras.optimizers.SGD(learning_rate=0.05, momentum=0.9),
-      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+      jit_compile=False)
   return model
 
 
@@ -238,3 +242,130 @@ def test_mirrored_masks_and_sign_fixed(name, strategy):
                                   layer.sign_reference.numpy()[kept])
     b = np.array(layer.feedback_kernel())
     assert np.all(b[layer.feedback_mask.numpy() == 0] == 0), layer_name
+
+
+def _build_lc(name, implementation="dense"):
+  """LC → LC(stride 2) → Flatten → Dense, initial values fixed by seeds."""
+  fb = _algorithm(name)
+
+  def init(i):
+    return keras.initializers.GlorotUniform(seed=i)
+
+  def bias(i):
+    return keras.initializers.RandomUniform(-0.1, 0.1, seed=50 + i)
+
+  lc = tfbio.layers.LocallyConnected2D
+  inputs = keras.Input((6, 6, 2))
+  x = lc(3, 3, padding="same", activation="relu", feedback=fb, seed=31,
+         implementation=implementation, kernel_initializer=init(1),
+         bias_initializer=bias(1), name="lc_a")(inputs)
+  x = lc(4, 3, strides=2, activation="tanh", feedback=fb, seed=32,
+         implementation=implementation, kernel_initializer=init(2),
+         bias_initializer=bias(2), name="lc_b")(x)
+  x = keras.layers.Flatten()(x)
+  outputs = tfbio.layers.Dense(3, feedback=fb, seed=33,
+                               kernel_initializer=init(3),
+                               bias_initializer=bias(3), name="logits")(x)
+  model = keras.Model(inputs, outputs)
+  # jit_compile=False on both sides: Keras' "auto" would turn XLA on for a
+  # single-device run on a GPU host but not under tf.distribute, and brsf's
+  # stateless draws differ between XLA and non-XLA execution.
+  model.compile(
+      optimizer=keras.optimizers.SGD(learning_rate=0.05, momentum=0.9),
+      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+      jit_compile=False)
+  return model
+
+
+@pytest.mark.parametrize("name", ["bp", "fa", "brsf", "urfb"])
+def test_lc_mirrored_training_equals_single_device(name, strategy):
+  single = _build_lc(name)
+  with strategy.scope():
+    mirrored = _build_lc(name)
+  assert mirrored.distribute_strategy is strategy
+  for model in (single, mirrored):
+    for layer_name in ("lc_a", "lc_b"):
+      assert model.get_layer(layer_name).resolved_implementation == "dense"
+  _assert_close(_variables(single), _variables(mirrored), "initial")
+
+  before = _variables(single)
+  _fit(single)
+  _fit(mirrored)
+  after = _variables(single)
+  for layer_name in ("lc_a", "lc_b"):
+    key = f"{layer_name}/kernel"
+    assert not np.allclose(before[key], after[key]), key
+  _assert_close(after, _variables(mirrored), "after training")
+
+  for layer_name in ("lc_a", "lc_b", "logits"):
+    layer = mirrored.get_layer(layer_name)
+    for v in layer.variables:
+      values = _replica_values(v)
+      assert len(values) == 2, f"{v.path} is not mirrored"
+      np.testing.assert_array_equal(values[0], values[1], err_msg=v.path)
+    if name == "brsf":
+      assert [int(s) for s in _replica_values(layer.feedback_step)] == (
+          [STEPS, STEPS])
+    np.testing.assert_allclose(
+        np.array(layer.feedback_kernel()),
+        np.array(single.get_layer(layer_name).feedback_kernel()),
+        rtol=0, atol=ATOL, err_msg=layer_name)
+
+
+def test_batch_manhattan_signs_the_all_reduced_gradient(strategy):
+  # liao2016 §3 / SPEC §3: Batch Manhattan takes the sign of the *minibatch*
+  # gradient. One weight w, per-example loss x * w, global batch x = (3, -1):
+  # replica 0 sees gradient +3/2, replica 1 sees -1/2 (signs differ), the
+  # all-reduced gradient is +1. Signing it moves w by -η each step; averaging
+  # per-replica signs, (+1 - 1) / 2 = 0, would not move it at all.
+  lr, momentum, w0 = 0.1, 0.5, 0.5
+  x = np.array([[3.0], [-1.0]], np.float32)
+  y = np.ones((2, 1), np.float32)
+
+  def linear_loss(y_true, y_pred):
+    return tf.reduce_sum(y_true * y_pred, axis=-1)
+
+  def build():
+    model = keras.Sequential([
+        keras.Input((1,)),
+        tfbio.layers.Dense(1, use_bias=False, feedback="bp", seed=1,
+                           kernel_initializer=keras.initializers.Constant(w0),
+                           name="w")], name="bm")
+    model.compile(optimizer=tfbio.optimizers.BatchManhattan(
+        lr, momentum=momentum, setting=1), loss=linear_loss)
+    return model
+
+  single = build()
+  with strategy.scope():
+    mirrored = build()
+
+  # The per-replica gradients of the global batch really differ in sign.
+  dataset = strategy.experimental_distribute_dataset(
+      tf.data.Dataset.from_tensor_slices((x, y)).batch(2))
+  kernel = mirrored.get_layer("w").kernel
+
+  @tf.function
+  def replica_grads(batch):
+    def fn(xb, yb):
+      with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(linear_loss(yb, mirrored(xb))) / 2.0
+      return tape.gradient(loss, kernel.value)
+    return strategy.run(fn, args=batch)
+
+  grads = [float(np.squeeze(g.numpy())) for g in
+           strategy.experimental_local_results(
+               replica_grads(next(iter(dataset))))]
+  assert sorted(grads) == [-0.5, 1.5], grads
+  assert np.mean(np.sign(grads)) == 0.0 and np.sign(np.sum(grads)) == 1.0
+
+  for model in (single, mirrored):
+    model.fit(x, y, batch_size=2, epochs=2, shuffle=False, verbose=0)
+  # τ1 = -sign(1) = -1, τ2 = -1 + 0.5 τ1 = -1.5: w = 0.5 - 0.1 - 0.15.
+  expected = w0 - lr * 1.0 - lr * 1.5
+  np.testing.assert_allclose(single.get_layer("w").kernel.numpy(),
+                             [[expected]], rtol=0, atol=1e-6)
+  for value in _replica_values(kernel):
+    np.testing.assert_allclose(value, [[expected]], rtol=0, atol=1e-6)
+  for value in _replica_values(mirrored.optimizer.traces[0]):
+    np.testing.assert_allclose(value, [[-1.5]], rtol=0, atol=1e-6)
+  _assert_close(_variables(single), _variables(mirrored), "after training")

@@ -7,6 +7,7 @@ the input gradient with ``B`` in place of ``W`` and the true kernel gradient;
 every test pays for a Keras session reset in conftest.
 """
 
+import functools
 import math
 import re
 
@@ -17,6 +18,7 @@ import tensorflow as tf
 
 import tfbio
 from tfbio import feedback as fb
+from tfbio.ops import locally_connected as lc_ops
 
 LC = tfbio.layers.LocallyConnected2D
 ALL_NAMES = fb.names()
@@ -27,8 +29,15 @@ RTOL = 1e-4
 ATOL = 1e-5
 IN_SHAPE = (2, 7, 7, 3)
 FILTERS = 4
-# (strides, padding)
-GEOMETRIES = [(1, "same"), (1, "valid"), (2, "same"), (2, "valid")]
+# (input shape, kernel_size, strides, padding); the last ones have an odd
+# total SAME padding (TensorFlow puts the extra row/column at the end) and
+# non-square kernels/strides.
+GEOMETRIES = [(IN_SHAPE, (3, 3), (s, s), p)
+              for s in (1, 2) for p in ("same", "valid")] + [
+                  ((2, 8, 8, 3), (3, 3), (2, 2), "same"),
+                  ((2, 8, 7, 3), (2, 3), (1, 2), "same"),
+                  ((2, 8, 7, 3), (2, 3), (2, 1), "valid"),
+              ]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -55,8 +64,9 @@ def _geometry(size, k, s, padding):
   return out, max((out - 1) * s + k - size, 0) // 2
 
 
-def _windows(x, kernel_size, strides, padding):
-  """NumPy: ``{(i, j): (batch, kh*kw*c) window}`` and the padded geometry."""
+def _padded(x, kernel_size, strides, padding):
+  """NumPy: ``x`` zero-padded (extra zeros at the end are harmless) and
+  ``(out_h, out_w, pad_top, pad_left)``."""
   _, h, w, _ = x.shape
   (kh, kw), (sh, sw) = kernel_size, strides
   out_h, top = _geometry(h, kh, sh, padding)
@@ -73,7 +83,7 @@ def _lc_reference(x, w, b, g, kernel_size, strides, padding):
   ``w``, ``b``: ``(out_h*out_w, kh*kw*c_in, c_out)``; ``g``: upstream grad.
   """
   x = x.astype(np.float64)
-  pad, out_h, out_w, top, left = _windows(x, kernel_size, strides, padding)
+  pad, out_h, out_w, top, left = _padded(x, kernel_size, strides, padding)
   (kh, kw), (sh, sw) = kernel_size, strides
   n, h, wd, _ = x.shape
   c_out = w.shape[-1]
@@ -116,15 +126,17 @@ def _make(feedback="bp", implementation="dense", strides=1, padding="same",
   return layer
 
 
-# -- 1. identical filters at every position == Conv2D ---------------------------
+# -- 1. identical filters at every position == Conv2D --------------------------
 
 
 def test_tied_lc_equals_conv2d():
   rng = np.random.default_rng(0)
-  x = rng.standard_normal(IN_SHAPE).astype(np.float32)
-  w = rng.standard_normal((3, 3, 3, FILTERS)).astype(np.float32)
-  bias = rng.standard_normal(FILTERS).astype(np.float32)
-  for strides, padding in GEOMETRIES:
+  for in_shape, kernel_size, strides, padding in GEOMETRIES:
+    x = rng.standard_normal(in_shape).astype(np.float32)
+    w = rng.standard_normal(kernel_size + (in_shape[-1], FILTERS)).astype(
+        np.float32)
+    bias = rng.standard_normal(FILTERS).astype(np.float32)
+    taps = math.prod(w.shape[:3])
     # Conv2D reference by autodiff.
     xt, wt, bt = tf.constant(x), tf.constant(w), tf.constant(bias)
     with tf.GradientTape(persistent=True) as tape:
@@ -139,13 +151,15 @@ def test_tied_lc_equals_conv2d():
     out_h, out_w = y_conv.shape[1:3]
     positions = out_h * out_w
     for impl in IMPLEMENTATIONS:
-      case = f"{strides}/{padding}/{impl}"
-      layer = _make("bp", impl, strides, padding)
-      assert tuple(layer.kernel.shape) == (positions, 27, FILTERS), case
+      case = f"{in_shape}/{kernel_size}/{strides}/{padding}/{impl}"
+      layer = _make("bp", impl, strides, padding, kernel_size=kernel_size,
+                    in_shape=in_shape)
+      assert tuple(layer.kernel.shape) == (positions, taps, FILTERS), case
       assert tuple(layer.bias.shape) == (out_h, out_w, FILTERS), case
-      layer.set_weights([np.tile(w.reshape(1, 27, FILTERS), (positions, 1, 1)),
-                         np.broadcast_to(bias, (out_h, out_w, FILTERS))])
-      assert layer.compute_output_shape(IN_SHAPE) == tuple(y_conv.shape)
+      layer.set_weights([
+          np.tile(w.reshape(1, taps, FILTERS), (positions, 1, 1)),
+          np.broadcast_to(bias, (out_h, out_w, FILTERS))])
+      assert layer.compute_output_shape(in_shape) == tuple(y_conv.shape)
       y, dx, grads = _training_grads(layer, x, g)
       assert set(grads) == {"kernel", "bias"}, case
       np.testing.assert_allclose(y, _np(y_conv), rtol=RTOL, atol=ATOL,
@@ -153,11 +167,11 @@ def test_tied_lc_equals_conv2d():
       np.testing.assert_allclose(dx, dx_conv, rtol=RTOL, atol=ATOL,
                                  err_msg=case)
       dk = _np(grads["kernel"])
-      np.testing.assert_allclose(dk.sum(0), dw_conv.reshape(27, FILTERS),
+      np.testing.assert_allclose(dk.sum(0), dw_conv.reshape(taps, FILTERS),
                                  rtol=RTOL, atol=1e-4, err_msg=case)
       # Per position: the patch-wise product (independent NumPy reference).
       _, _, rdw = _lc_reference(x, _np(layer.kernel), _np(layer.kernel), g,
-                                (3, 3), (strides, strides), padding)
+                                kernel_size, strides, padding)
       np.testing.assert_allclose(dk, rdw, rtol=RTOL, atol=ATOL, err_msg=case)
       db = _np(grads["bias"])
       np.testing.assert_allclose(db, g.sum(0), rtol=RTOL, atol=ATOL,
@@ -172,11 +186,12 @@ def test_tied_lc_equals_conv2d():
 @pytest.mark.parametrize("name", ALL_NAMES)
 def test_dense_and_sparse_agree(name):
   rng = np.random.default_rng(1)
-  x = rng.standard_normal(IN_SHAPE).astype(np.float32)
-  for strides, padding in [(2, "same"), (1, "valid")]:
-    case = f"{name}/{strides}/{padding}"
-    dense = _make(name, "dense", strides, padding, seed=5)
-    sparse = _make(name, "sparse", strides, padding, seed=5)
+  for in_shape, kernel_size, strides, padding in GEOMETRIES[2:]:
+    case = f"{name}/{in_shape}/{kernel_size}/{strides}/{padding}"
+    x = rng.standard_normal(in_shape).astype(np.float32)
+    kwargs = dict(kernel_size=kernel_size, in_shape=in_shape, seed=5)
+    dense = _make(name, "dense", strides, padding, **kwargs)
+    sparse = _make(name, "sparse", strides, padding, **kwargs)
     assert sparse.supports_jit is False, case
     sparse.kernel.assign(dense.kernel)
     bias = rng.standard_normal(dense.bias.shape).astype(np.float32)
@@ -190,7 +205,7 @@ def test_dense_and_sparse_agree(name):
     np.testing.assert_array_equal(_np(sparse.feedback_kernel()), b,
                                   err_msg=case)
     g = rng.standard_normal(
-        dense.compute_output_shape(IN_SHAPE)).astype(np.float32)
+        dense.compute_output_shape(in_shape)).astype(np.float32)
     y_d, dx_d, gr_d = _training_grads(dense, x, g)
     y_s, dx_s, gr_s = _training_grads(sparse, x, g)
     assert set(gr_d) == set(gr_s), case
@@ -206,17 +221,20 @@ def test_dense_and_sparse_agree(name):
                                     _np(dense.feedback_kernel()), err_msg=case)
 
 
-# -- 3. every algorithm: dx with B, true dW, urfb's dB ---------------------------
+# -- 3. every algorithm: dx with B, true dW, urfb's dB -------------------------
 
 
 @pytest.mark.parametrize("name", ALL_NAMES)
 def test_training_gradients_use_feedback_kernel(name):
   rng = np.random.default_rng(2)
-  for strides, padding in [(1, "same"), (2, "valid")]:
+  for in_shape, kernel_size, strides, padding in (GEOMETRIES[0],
+                                                  GEOMETRIES[3],
+                                                  GEOMETRIES[5]):
+    x = rng.standard_normal(in_shape).astype(np.float32)
     for impl in IMPLEMENTATIONS:
-      case = f"{name}/{strides}/{padding}/{impl}"
-      layer = _make(name, impl, strides, padding, seed=7)
-      x = rng.standard_normal(IN_SHAPE).astype(np.float32)
+      case = f"{name}/{in_shape}/{kernel_size}/{strides}/{padding}/{impl}"
+      layer = _make(name, impl, strides, padding, kernel_size=kernel_size,
+                    in_shape=in_shape, seed=7)
       layer.bias.assign(
           rng.standard_normal(layer.bias.shape).astype(np.float32))
       w, bias = _np(layer.kernel), _np(layer.bias)
@@ -227,12 +245,11 @@ def test_training_gradients_use_feedback_kernel(name):
       else:
         assert np.abs(b - w).max() > 1e-3, case
       g = rng.standard_normal(
-          layer.compute_output_shape(IN_SHAPE)).astype(np.float32)
+          layer.compute_output_shape(in_shape)).astype(np.float32)
 
       y, dx, grads = _training_grads(layer, x, g)
 
-      ry, rdx, rdw = _lc_reference(x, w, b, g, (3, 3), (strides, strides),
-                                   padding)
+      ry, rdx, rdw = _lc_reference(x, w, b, g, kernel_size, strides, padding)
       np.testing.assert_allclose(y, ry + bias, rtol=RTOL, atol=ATOL,
                                  err_msg=case)
       np.testing.assert_allclose(dx, rdx, rtol=RTOL, atol=ATOL, err_msg=case)
@@ -270,7 +287,39 @@ def test_feedback_kernel_definitions():
                                rtol=1e-6, atol=0, err_msg=name)
 
 
-# -- 4. masks and sign-fixed weights under fit ----------------------------------
+def test_sparse_weight_gradient_in_chunks():
+  """``feedback_lc_sparse`` sums the weight gradient a chunk at a time."""
+  rng = np.random.default_rng(12)
+  in_shape, kernel_size, strides, padding = GEOMETRIES[4]
+  indices, value_index, dense_shape = lc_ops.sparse_connectivity(
+      *in_shape[1:], kernel_size, strides, padding, FILTERS)
+  out_h, out_w = 4, 4
+  taps = 3 * 3 * 3
+  w = rng.standard_normal((out_h * out_w, taps, FILTERS)).astype(np.float32)
+  b = rng.standard_normal(w.shape).astype(np.float32)
+  x = rng.standard_normal(in_shape).astype(np.float32)
+  g = rng.standard_normal((2, out_h, out_w, FILTERS)).astype(np.float32)
+  ry, rdx, rdw = _lc_reference(x, w, b, g, kernel_size, strides, padding)
+  # Taps in the padding have no entry: fewer nonzeros than P*K*c_out.
+  assert len(value_index) < w.size
+  for chunk in (7, 1000, 1 << 20):
+    xt, wt, bt = (tf.constant(v) for v in (x.reshape(2, -1), w, b))
+    with tf.GradientTape() as tape:
+      tape.watch([xt, wt, bt])
+      y = lc_ops.feedback_lc_sparse(xt, wt, bt, indices, value_index,
+                                    dense_shape, True, chunk_entries=chunk)
+      loss = tf.reduce_sum(y * g.reshape(2, -1))
+    dx, dw, db = tape.gradient(loss, [xt, wt, bt])
+    np.testing.assert_allclose(_np(y).reshape(ry.shape), ry, rtol=RTOL,
+                               atol=ATOL, err_msg=chunk)
+    np.testing.assert_allclose(_np(dx).reshape(rdx.shape), rdx, rtol=RTOL,
+                               atol=ATOL, err_msg=chunk)
+    np.testing.assert_allclose(_np(dw), rdw, rtol=RTOL, atol=ATOL,
+                               err_msg=chunk)
+    np.testing.assert_array_equal(_np(db), _np(dw), err_msg=chunk)
+
+
+# -- 4. masks and sign-fixed weights under fit ---------------------------------
 
 
 def test_masks_and_sign_fixed_under_fit():
@@ -322,14 +371,14 @@ def test_masks_and_sign_fixed_under_fit():
         assert int(_np(lc.feedback_step)) == 8, case
 
 
-# -- 5. untie() -------------------------------------------------------------------
+# -- 5. untie() ----------------------------------------------------------------
 
 
 def _tied_model(kind):
   inputs = keras.Input((8, 8, 3), name="image")
   if kind == "tfbio":
-    conv = lambda *a, **k: tfbio.layers.Conv2D(*a, feedback="fa", **k)  # noqa: E731
-    dense = lambda *a, **k: tfbio.layers.Dense(*a, feedback="fa", **k)  # noqa: E731
+    conv = functools.partial(tfbio.layers.Conv2D, feedback="fa")
+    dense = functools.partial(tfbio.layers.Dense, feedback="fa")
   else:
     conv, dense = keras.layers.Conv2D, keras.layers.Dense
   x = conv(4, 3, padding="same", activation="relu", name="conv_a",
@@ -462,7 +511,54 @@ def test_untie_keras_model_and_layer_selection():
   _assert_unchanged(model, snapshot)
 
 
-# -- 6. saving ------------------------------------------------------------------
+def test_untie_tiles_state_for_every_algorithm():
+  rng = np.random.default_rng(6)
+  x = rng.standard_normal((2, 6, 6, 2)).astype(np.float32)
+  for name in ALL_NAMES:
+    keras.utils.clear_session()
+    inputs = keras.Input((6, 6, 2))
+    conv = tfbio.layers.Conv2D(3, 3, strides=2, padding="same",
+                               feedback=_feedback(name), density=0.5,
+                               feedback_density=0.5, sign_fixed=True, seed=8,
+                               name="conv")
+    model = keras.Model(inputs, keras.layers.Flatten()(conv(inputs)))
+    if name in PER_STEP:
+      conv.feedback_step.assign(5)
+    untied = tfbio.untie(model)
+    lc = untied.get_layer("conv")
+    assert type(lc) is LC, name
+    assert lc.feedback == conv.feedback, name
+    assert (lc.density, lc.feedback_density, lc.sign_fixed) == (
+        0.5, 0.5, True), name
+    np.testing.assert_allclose(untied.predict(x, verbose=0),
+                               model.predict(x, verbose=0), rtol=0,
+                               atol=ATOL, err_msg=name)
+    positions = lc.out_h * lc.out_w
+    assert positions == 9
+
+    def tiled(t):
+      flat = _np(t).reshape(1, -1, 3)
+      return np.tile(flat, (positions, 1, 1))
+
+    for attr in ("kernel", "kernel_mask", "feedback_mask", "sign_reference"):
+      np.testing.assert_array_equal(_np(getattr(lc, attr)),
+                                    tiled(getattr(conv, attr)),
+                                    err_msg=f"{name}: {attr}")
+    for state in ("feedback_kernel", "feedback_magnitude", "feedback_flips"):
+      if hasattr(conv, "_" + state):
+        np.testing.assert_array_equal(_np(_var(lc, state)),
+                                      tiled(_var(conv, state)),
+                                      err_msg=f"{name}: {state}")
+    if name in PER_STEP:
+      assert int(_np(lc.feedback_step)) == 5, name
+    else:
+      # B is a function of the (tiled) W and the (tiled) state.
+      np.testing.assert_allclose(_np(lc.feedback_kernel()),
+                                 tiled(conv.feedback_kernel()), rtol=1e-6,
+                                 atol=0, err_msg=name)
+
+
+# -- 6. saving -----------------------------------------------------------------
 
 
 def _lc_model(name, impl, init_seed=0):
@@ -569,7 +665,41 @@ def test_checkpoint_round_trip_keeps_feedback_state(name, tmp_path):
   assert expected in lc_state
 
 
-# -- 7. analysis ----------------------------------------------------------------
+def test_dense_form_under_xla_trains_like_graph_mode():
+  """The dense form compiles with XLA and trains as without it; the sparse
+  form reports ``supports_jit=False``, so Keras refuses ``jit_compile``.
+
+  (Keras' ``jit_compile="auto"`` is off on CPU-only machines and under
+  tf.distribute, hence the explicit ``jit_compile=True``. ``brsf`` is left
+  out: its stateless draws differ under XLA, as documented in
+  ``tfbio.ops.feedback_kernels``.)
+  """
+  x, y = _data()
+  for name in ("bp", "fa", "urfb"):
+    xla = _lc_model(name, "dense")
+    plain = _lc_model(name, "dense")
+    xla.jit_compile = True
+    plain.jit_compile = False
+    assert xla.jit_compile is True
+    _assert_same(_variables(xla), _variables(plain), f"{name}: initial")
+    before = _variables(plain)
+    for model in (xla, plain):
+      model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    after = _variables(plain)
+    assert not np.allclose(after["lc_a/kernel"], before["lc_a/kernel"])
+    for key, value in _variables(xla).items():
+      np.testing.assert_allclose(value, after[key], rtol=0, atol=ATOL,
+                                 err_msg=f"{name}: {key}")
+  sparse = _lc_model("fa", "sparse")
+  assert not sparse.get_layer("lc_a").supports_jit
+  with pytest.warns(UserWarning, match="jit_compile"):
+    sparse.jit_compile = True
+  assert sparse.jit_compile is False
+  sparse.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+  assert all(np.isfinite(v).all() for v in _variables(sparse).values())
+
+
+# -- 7. analysis ---------------------------------------------------------------
 
 
 def test_untied_filters_view():
@@ -624,7 +754,7 @@ def test_save_untied_filters_png(tmp_path):
                                            positions=[(0, -1)])
 
 
-# -- 8. bad input -----------------------------------------------------------------
+# -- 8. bad input --------------------------------------------------------------
 
 
 @pytest.mark.parametrize("factory,quoted", [
@@ -704,7 +834,7 @@ def test_dense_memory_bound():
                              atol=ATOL)
 
 
-# -- 9. initialisation ------------------------------------------------------------
+# -- 9. initialisation ---------------------------------------------------------
 
 
 def test_initializers_use_conv_fans():

@@ -10,7 +10,7 @@ def saturated_linear(x):
 
   Bounded, hence "more biologically plausible" than ReLU; ``σ'(x) = 1`` for
   ``|x| ≤ 1`` and 0 outside. Use as ``activation=tfbio.activations.
-  saturated_linear`` or, after ``import tfbio``, as the string
-  ``"tfbio>saturated_linear"``.
+  saturated_linear`` or, in tfbio layers, as the string
+  ``"tfbio>saturated_linear"`` (Keras' own layers accept only the function).
   """
   return ops.clip(x, -1.0, 1.0)

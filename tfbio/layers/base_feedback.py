@@ -66,7 +66,12 @@ class BaseFeedbackLayer(keras.layers.Layer):
                bias_constraint=None, feedback="bp", density=1.0,
                feedback_density=1.0, sign_fixed=False, seed=None, **kwargs):
     super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-    self.activation = keras.activations.get(activation)
+    if isinstance(activation, str) and ">" in activation:
+      # Registered custom activations, e.g. "tfbio>saturated_linear"
+      # (keras.activations.get only knows the built-in names).
+      self.activation = keras.activations.deserialize(activation)
+    else:
+      self.activation = keras.activations.get(activation)
     self.use_bias = bool(use_bias)
     self.kernel_initializer = keras.initializers.get(kernel_initializer)
     self.bias_initializer = keras.initializers.get(bias_initializer)
