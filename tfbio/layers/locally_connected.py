@@ -31,7 +31,7 @@ class LocallyConnected2D(BaseFeedbackLayer):
 
   Implementations (same outputs and gradients):
 
-  * ``"dense"``: patch extraction + a per-position contraction (``einsum``);
+  * ``"dense"``: patch extraction + a per-position batched matmul;
     its extra memory is ``batch * P * kh*kw*c_in`` activations.
   * ``"sparse"``: the connectivity matrix as a ``tf.SparseTensor``
     (amit2019's form): much slower, but its memory does not grow with the
@@ -184,7 +184,8 @@ class LocallyConnected2D(BaseFeedbackLayer):
     if self._resolved == "dense":
       patches = lc_ops.extract_patches(x, self.kernel_size, self.strides,
                                        self.padding)
-      y = lc_ops.feedback_lc_patches(patches, w, b, receives)
+      y = lc_ops.feedback_lc_patches(patches, w, b, receives)  # (P, O, B)
+      y = tf.transpose(y, [2, 0, 1])
     else:
       indices, value_index, dense_shape = self._sparse
       y = lc_ops.feedback_lc_sparse(

@@ -9,8 +9,8 @@ stride, SAME/VALID padding) but a separate filter at every output position
 
 Two forms compute the same map:
 
-* dense: extract the ``(batch, P, K)`` patches and contract them with the
-  kernel position by position (``einsum``); fast, memory ``batch*P*K``;
+* dense: extract the ``(P, K, batch)`` patches and contract them with the
+  kernel position by position (batched matmul); fast, memory ``batch*P*K``;
 * sparse: the ``(P*c_out, H*W*c_in)`` connectivity matrix as a
   ``tf.SparseTensor`` whose values are gathered from the kernel (amit2019's
   implementation); slow, memory independent of the batch except for the
@@ -48,38 +48,50 @@ def lc_geometry(in_h, in_w, kernel_size, strides, padding):
 
 
 def extract_patches(x, kernel_size, strides, padding):
-  """``(batch, P, kh*kw*c_in)`` patches of an NHWC tensor, ``(kh, kw, c)`` order."""
+  """``(P, kh*kw*c_in, batch)`` patches of an NHWC tensor, taps ``(kh, kw, c)``.
+
+  Position-major with the batch last, so that the per-position contraction
+  is a plain batched matmul and no patch-sized tensor is ever transposed: the
+  (small) input is laid out as one image with ``c_in*batch`` channels, whose
+  patches come out in ``(kh, kw, c, b)`` order.
+  """
   (kh, kw), (sh, sw) = kernel_size, strides
+  shape = tf.shape(x)
+  batch, height, width = shape[0], shape[1], shape[2]
+  c_in = x.shape[-1]
+  merged = tf.reshape(tf.transpose(x, [1, 2, 3, 0]),
+                      [1, height, width, c_in * batch])
   patches = tf.image.extract_patches(
-      x, sizes=[1, kh, kw, 1], strides=[1, sh, sw, 1], rates=[1, 1, 1, 1],
-      padding=padding.upper())
-  shape = tf.shape(patches)
-  return tf.reshape(patches, [shape[0], shape[1] * shape[2], shape[3]])
+      merged, sizes=[1, kh, kw, 1], strides=[1, sh, sw, 1],
+      rates=[1, 1, 1, 1], padding=padding.upper())
+  pshape = tf.shape(patches)
+  return tf.reshape(patches,
+                    [pshape[1] * pshape[2], kh * kw * c_in, batch])
 
 
 def feedback_lc_patches(patches, kernel, feedback_kernel,
                         feedback_receives_kernel_grad=False):
-  """``y[b,p,o] = Σ_k patches[b,p,k] W[p,k,o]`` with ``B`` in the input gradient.
+  """``y[p,o,b] = Σ_k W[p,k,o] patches[p,k,b]`` with ``B`` in the input gradient.
 
   Args:
-    patches: ``(batch, P, K)``.
+    patches: ``(P, K, batch)`` from :func:`extract_patches`.
     kernel: ``W``, ``(P, K, c_out)``.
     feedback_kernel: ``B``, same shape; None means plain autodiff (``B = W``).
     feedback_receives_kernel_grad: if True, ``B``'s gradient is ``W``'s.
 
   Returns:
-    ``(batch, P, c_out)``.
+    ``(P, c_out, batch)``.
   """
   if feedback_kernel is None:
-    return tf.einsum("bpk,pko->bpo", patches, kernel)
+    return tf.matmul(kernel, patches, transpose_a=True)
 
   @tf.custom_gradient
   def _lc(patches, w, b):
-    y = tf.einsum("bpk,pko->bpo", patches, w)
+    y = tf.matmul(w, patches, transpose_a=True)
 
     def grad(g):
-      dpatches = tf.einsum("bpo,pko->bpk", g, b)
-      dw = tf.einsum("bpk,bpo->pko", patches, g)
+      dpatches = tf.matmul(b, g)
+      dw = tf.matmul(patches, g, transpose_b=True)
       return dpatches, dw, (dw if feedback_receives_kernel_grad else None)
 
     return y, grad
