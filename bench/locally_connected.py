@@ -157,8 +157,12 @@ def build_layer(shape_name, implementation):
   return layer, input_shape
 
 
-def analytic_bytes(shape_name, implementation, layer):
-  """float32 bytes of kernel + bias + input + output (+ a stored ``B``)."""
+def analytic_bytes(shape_name, implementation, layer, step_minimum=False):
+  """float32 bytes of kernel + bias + input + output (+ a stored ``B``).
+
+  With ``step_minimum``, what one forward + backward step cannot do without:
+  those, plus the gradients of the kernel, bias, input and output.
+  """
   (h, w, c), filters, kernel, stride, _, _ = SHAPES[shape_name]
   out_h, out_w = -(-h // stride), -(-w // stride)  # SAME.
   taps = kernel * kernel * c
@@ -172,6 +176,8 @@ def analytic_bytes(shape_name, implementation, layer):
   extra = sum(int(v.numpy().size) for v in layer.weights
               if id(v) not in known and v.dtype == "float32")
   activations = FLAGS.batch_size * (h * w * c + out_h * out_w * filters)
+  if step_minimum:
+    return 4 * (2 * weights + extra + 2 * activations)
   return 4 * (weights + extra + activations)
 
 
@@ -231,6 +237,7 @@ def reset_peak_rss():
 def child_main(config):
   """Measures one configuration in this (fresh) process; prints JSON."""
   import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   shape_name, implementation, xla = config.split(":")
   keras.utils.set_random_seed(FLAGS.seed)
@@ -241,6 +248,9 @@ def child_main(config):
   # input's temporaries drop out of the baseline.
   can_reset = reset_peak_rss()
   baseline = max_rss_bytes()
+  bfc = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC") == "true"
+  if bfc:
+    tf.config.experimental.reset_memory_stats("CPU:0")
 
   first_s, loss = run_steps(step, x, 1)
   after_first = max_rss_bytes()
@@ -248,7 +258,12 @@ def child_main(config):
   _, loss = run_steps(step, x, FLAGS.mem_steps)
   after_steps = max_rss_bytes()
   peak = max(after_first, after_steps)
+  alloc_peak = (tf.config.experimental.get_memory_info("CPU:0")["peak"]
+                if bfc else None)
   result = {
+      "alloc_peak_bytes": alloc_peak,
+      "step_minimum_bytes": analytic_bytes(shape_name, implementation, layer,
+                                           step_minimum=True),
       "shape": shape_name, "implementation": implementation, "xla": xla,
       "baseline_bytes": baseline, "peak_bytes": peak,
       "increment_bytes": peak - baseline,
@@ -268,8 +283,9 @@ def measure_memory_once(shape_name, implementation, xla):
   for name in ("feedback", "batch_size", "seed", "mem_steps"):
     cmd.append(f"--{name}={FLAGS[name].value}")
   start = time.perf_counter()
+  env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true")
   proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                        timeout=FLAGS.child_timeout)
+                        timeout=FLAGS.child_timeout, env=env)
   lines = [l for l in proc.stdout.splitlines() if l.startswith(CHILD_MARK)]
   if proc.returncode != 0 or not lines:
     raise RuntimeError(f"Memory subprocess {shape_name}:{implementation}:"
@@ -360,6 +376,9 @@ def summarize(timings, memory):
                     if k not in ("shape", "implementation", "xla")})
         row["increment_over_analytic"] = (mem["increment_bytes"]
                                           / mem["analytic_bytes"])
+        row["alloc_over_minimum"] = (
+            None if mem["alloc_peak_bytes"] is None
+            else mem["alloc_peak_bytes"] / mem["step_minimum_bytes"])
       rows.append(row)
   return rows
 
@@ -371,8 +390,9 @@ def markdown_table(rows):
 
   lines = ["| shape | xla | implementation | median ms (fwd+bwd) | ratio to "
            "conv | sparse / dense | peak RSS MiB | increment MiB | analytic "
-           "MiB | increment / analytic |",
-           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "MiB | increment / analytic | allocator peak MiB | step minimum "
+           "MiB | peak / minimum |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
   for row in rows:
     dense = row["implementation"] == "dense"
     ratio = f"{row['ratio_to_conv']:.2f}"
@@ -386,10 +406,16 @@ def markdown_table(rows):
       over = f"{row['increment_over_analytic']:.2f}"
       if dense and row["increment_over_analytic"] > 1.5:
         over += " (> 1.5)"
+      alloc = row["alloc_over_minimum"]
+      alloc_text = "n/a" if alloc is None else f"{alloc:.2f}"
+      if dense and alloc is not None and alloc > 1.5:
+        alloc_text += " (> 1.5)"
       memory = (f"{mib(row['peak_bytes'])} | {mib(row['increment_bytes'])} | "
-                f"{mib(row['analytic_bytes'])} | {over}")
+                f"{mib(row['analytic_bytes'])} | {over} | "
+                f"{mib(row['alloc_peak_bytes'])} | "
+                f"{mib(row['step_minimum_bytes'])} | {alloc_text}")
     else:
-      memory = "— | — | — | —"
+      memory = "— | — | — | — | — | — | —"
     lines.append(f"| {row['shape']} | {row['xla']} | {row['implementation']} "
                  f"| {row['median_ms']:.2f} | {ratio} | {sod_text} | "
                  f"{memory} |")
