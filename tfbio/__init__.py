@@ -20,3 +20,14 @@ __version__ = "0.1.0"
 
 __all__ = ["activations", "analysis", "convert", "feedback", "layers",
            "losses", "ops", "optimizers", "untie", "__version__"]
+
+# Imported on first use (``tfbio.models``, ``tfbio.data``), so that
+# ``import tfbio`` stays cheap.
+_LAZY_SUBMODULES = ("models", "data")
+
+
+def __getattr__(name):
+  if name in _LAZY_SUBMODULES:
+    import importlib  # pylint: disable=g-import-not-at-top
+    return importlib.import_module(f"tfbio.{name}")
+  raise AttributeError(f"module 'tfbio' has no attribute {name!r}")

@@ -20,7 +20,12 @@ _CONVERTIBLE = {keras.layers.Dense: Dense, keras.layers.Conv2D: Conv2D,
 _DROPPED_KEYS = ("lora_rank", "lora_alpha", "quantization_config")
 
 
-def _resolve_overrides(overrides):
+def resolve_overrides(overrides):
+  """``[(key, compiled regex, algorithm)]`` of an overrides map.
+
+  Raises:
+    ValueError: a key that is not a valid regex, or an unknown algorithm.
+  """
   resolved = []
   for key, spec in (overrides or {}).items():
     try:
@@ -107,7 +112,7 @@ def convert(model, feedback, overrides=None, **layer_kwargs):
   """
   _check_clonable(model, "convert")
   default = feedback_lib.get(feedback)
-  resolved = _resolve_overrides(overrides)
+  resolved = resolve_overrides(overrides)
   used = set()
   replaced = set()
   counts = {"converted": 0, "overridden": 0}

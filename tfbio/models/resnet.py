@@ -12,8 +12,13 @@ import math
 
 import keras
 
-from tfbio import feedback as feedback_lib
 from tfbio import layers
+from tfbio.models.registry import check_input_shape
+from tfbio.models.registry import check_positive_int
+from tfbio.models.registry import FeedbackPlan
+from tfbio.models.registry import register_model
+
+__all__ = ["resnet18", "resnet18_cifar", "resnet18_features"]
 
 STEMS = ("imagenet", "cifar")
 
@@ -31,43 +36,74 @@ def _batchnorm(name):
                                          name=name)
 
 
-def _conv(filters, kernel_size, strides, padding, feedback, name):
+def _conv(filters, kernel_size, strides, padding, plan, name):
   return layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
                        use_bias=False, kernel_initializer=_conv_initializer(),
-                       feedback=feedback, data_format="channels_last",
+                       feedback=plan(name), data_format="channels_last",
                        name=name)
 
 
-def _conv3x3(x, filters, strides, feedback, name):
+def _conv3x3(x, filters, strides, plan, name):
   """3x3 conv with torchvision's symmetric padding 1.
 
   ``padding="same"`` equals it at stride 1; at stride 2 TensorFlow would pad
   only bottom/right, so the stride-2 convs pad explicitly (``{name}_pad``).
   """
   if strides == 1:
-    return _conv(filters, 3, 1, "same", feedback, name)(x)
+    return _conv(filters, 3, 1, "same", plan, name)(x)
   x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
-  return _conv(filters, 3, strides, "valid", feedback, name)(x)
+  return _conv(filters, 3, strides, "valid", plan, name)(x)
 
 
-def _basic_block(x, filters, strides, feedback, name):
+def _basic_block(x, filters, strides, plan, name):
   """torchvision's ``BasicBlock`` (expansion 1), post-activation."""
   shortcut = x
-  y = _conv3x3(x, filters, strides, feedback, f"{name}_conv1")
+  y = _conv3x3(x, filters, strides, plan, f"{name}_conv1")
   y = _batchnorm(f"{name}_bn1")(y)
   y = keras.layers.ReLU(name=f"{name}_relu1")(y)
-  y = _conv3x3(y, filters, 1, feedback, f"{name}_conv2")
+  y = _conv3x3(y, filters, 1, plan, f"{name}_conv2")
   y = _batchnorm(f"{name}_bn2")(y)
   if strides != 1 or x.shape[-1] != filters:
-    shortcut = _conv(filters, 1, strides, "valid", feedback,
+    shortcut = _conv(filters, 1, strides, "valid", plan,
                      f"{name}_downsample_0")(x)
     shortcut = _batchnorm(f"{name}_downsample_1")(shortcut)
   y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
   return keras.layers.ReLU(name=f"{name}_relu2")(y)
 
 
-def resnet18(num_classes=1000, input_shape=(224, 224, 3), stem="imagenet",
-             feedback="bp", last_layer=None):
+def resnet18_features(inputs, plan, stem="imagenet"):
+  """The ResNet-18 trunk: ``{"C1": stem output, "C2": ..., "C5": ...}``.
+
+  ``C{s+1}`` is the output of stage ``layer{s}`` (strides 4, 8, 16, 32 with
+  the ImageNet stem); RetinaNet takes C3-C5 (xiao2018 §3.2). ``plan`` is a
+  :class:`tfbio.models.FeedbackPlan`; layer names as in :func:`resnet18`.
+  """
+  if stem not in STEMS:
+    raise ValueError(f"stem must be one of {STEMS}. Received: stem={stem!r}")
+  if stem == "imagenet":
+    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
+    x = _conv(64, 7, 2, "valid", plan, "conv1")(x)
+  else:
+    x = _conv(64, 3, 1, "same", plan, "conv1")(inputs)
+  x = _batchnorm("bn1")(x)
+  x = keras.layers.ReLU(name="relu")(x)
+  features = {"C1": x}
+  if stem == "imagenet":
+    x = keras.layers.ZeroPadding2D(1, name="maxpool_pad")(x)
+    x = keras.layers.MaxPooling2D(3, 2, name="maxpool")(x)
+  for stage, filters in enumerate((64, 128, 256, 512), start=1):
+    for block in range(2):
+      strides = 2 if stage > 1 and block == 0 else 1
+      x = _basic_block(x, filters, strides, plan, f"layer{stage}_{block}")
+    features[f"C{stage + 1}"] = x
+  return features
+
+
+@register_model(source="xiao2018 §3.1 (torchvision ResNet-18)",
+                input_shape=(224, 224, 3), num_classes=1000,
+                small_input_shape=(32, 32, 3), reference_params=11_689_512)
+def resnet18(num_classes=1000, input_shape=(224, 224, 3), *, stem="imagenet",
+             feedback="bp", last_layer=None, overrides=None):
   """ResNet-18 (He et al. 2016; torchvision layout) as used by xiao2018 §3.1.
 
   ::
@@ -122,36 +158,16 @@ def resnet18(num_classes=1000, input_shape=(224, 224, 3), stem="imagenet",
     last_layer: feedback algorithm of the classifier ``fc`` only; None means
       ``feedback``. ``feedback="ss", last_layer="bp"`` is xiao2018's
       "SS + last layer BP".
+    overrides: ``{layer name or regex: algorithm}`` (wins over both).
 
   Returns:
     A ``keras.Model`` named ``"resnet18"`` that outputs logits.
   """
-  if stem not in STEMS:
-    raise ValueError(f"stem must be one of {STEMS}. Received: stem={stem!r}")
-  if not isinstance(num_classes, int) or num_classes < 1:
-    raise ValueError(f"num_classes must be a positive int. Received: "
-                     f"num_classes={num_classes!r}")
-  feedback = feedback_lib.get(feedback)
-  last_layer = feedback if last_layer is None else feedback_lib.get(last_layer)
-
-  inputs = keras.Input(shape=tuple(input_shape), name="image")
-  if stem == "imagenet":
-    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
-    x = _conv(64, 7, 2, "valid", feedback, "conv1")(x)
-  else:
-    x = _conv(64, 3, 1, "same", feedback, "conv1")(inputs)
-  x = _batchnorm("bn1")(x)
-  x = keras.layers.ReLU(name="relu")(x)
-  if stem == "imagenet":
-    x = keras.layers.ZeroPadding2D(1, name="maxpool_pad")(x)
-    x = keras.layers.MaxPooling2D(3, 2, name="maxpool")(x)
-
-  for stage, filters in enumerate((64, 128, 256, 512), start=1):
-    for block in range(2):
-      strides = 2 if stage > 1 and block == 0 else 1
-      x = _basic_block(x, filters, strides, feedback,
-                       f"layer{stage}_{block}")
-
+  check_positive_int(num_classes, "num_classes")
+  input_shape = check_input_shape(input_shape)
+  plan = FeedbackPlan(feedback, last_layer, overrides)
+  inputs = keras.Input(shape=input_shape, name="image")
+  x = resnet18_features(inputs, plan, stem)["C5"]
   x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
   bound = 1.0 / math.sqrt(x.shape[-1])
   outputs = layers.Dense(
@@ -159,5 +175,19 @@ def resnet18(num_classes=1000, input_shape=(224, 224, 3), stem="imagenet",
       kernel_initializer=keras.initializers.VarianceScaling(
           1.0 / 3.0, "fan_in", "uniform"),
       bias_initializer=keras.initializers.RandomUniform(-bound, bound),
-      feedback=last_layer, name="fc")(x)
-  return keras.Model(inputs, outputs, name="resnet18")
+      feedback=plan("fc", classifier=True), name="fc")(x)
+  return plan.finish(keras.Model(inputs, outputs, name="resnet18"))
+
+
+@register_model(source="xiao2018 §3.1 / SPEC §4 (ResNet-18, CIFAR stem)",
+                input_shape=(32, 32, 3), num_classes=10)
+def resnet18_cifar(num_classes=10, input_shape=(32, 32, 3), *,
+                   feedback="bp", last_layer=None, overrides=None):
+  """:func:`resnet18` with the CIFAR stem (3x3/1 conv, no max pool).
+
+  The small-image variant of SPEC §4 (11,173,962 trainable parameters at 10
+  classes); same layer names as :func:`resnet18` without ``conv1_pad``,
+  ``maxpool_pad`` and ``maxpool``.
+  """
+  return resnet18(num_classes, input_shape, stem="cifar", feedback=feedback,
+                  last_layer=last_layer, overrides=overrides)
