@@ -34,12 +34,22 @@ setup(
         "importlib_resources",  # tfds 4.9.10 imports it but does not require it
         "pycocotools",
         "numpy",
+        "scikit-learn",  # the offline `digits` dataset of tfbio.data
+        "matplotlib",  # tfbio.analysis plots
+        "tensorboard",  # tf.summary in tfbio-train (not in tensorflow-cpu)
     ],
+    entry_points={
+        "console_scripts": [
+            "tfbio-train=tfbio.cli.train:run",
+            "tfbio-eval=tfbio.cli.eval:run",
+            "tfbio-export=tfbio.cli.export:run",
+            "tfbio-sweep=tfbio.cli.sweep:run",
+        ],
+    },
     extras_require={
         "cpu": [f"tensorflow-cpu{TF_RANGE}"],
         "gpu": [f"tensorflow[and-cuda]{TF_RANGE}"],
         "tf": [f"tensorflow{TF_RANGE}"],
-        "test": ["pytest", "scikit-learn", "matplotlib"],
-        "demo": ["scikit-learn"],
+        "test": ["pytest"],
     },
 )

@@ -1,0 +1,1 @@
+"""absl entry points: ``tfbio-train``, ``tfbio-eval``, ``tfbio-export``, ``tfbio-sweep``."""

@@ -1,0 +1,53 @@
+r"""tfbio-export: a trained run's model as a SavedModel and a ``.keras`` file.
+
+    tfbio-export --workdir=/tmp/run [--out=/tmp/run/export]
+
+Restores the latest checkpoint of ``--workdir`` and writes
+``OUT/saved_model`` (``model.export``: a serving signature ``serve`` that
+maps an image batch to logits; loadable with ``tf.saved_model.load``
+without tfbio) and ``OUT/model.keras`` (needs tfbio to load).
+"""
+
+from tfbio.cli import common
+
+import os  # noqa: E402
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A tfbio-train workdir.")
+_OUT = flags.DEFINE_string("out", None, "Output directory (default "
+                           "WORKDIR/export).")
+
+
+def export_model(model, workdir, out=None):
+  """Writes ``out/saved_model`` and ``out/model.keras``; returns ``out``."""
+  out = out or os.path.join(workdir, "export")
+  os.makedirs(out, exist_ok=True)
+  model.export(os.path.join(out, "saved_model"), verbose=False)
+  model.save(os.path.join(out, "model.keras"))
+  logging.info("Exported %s/saved_model and %s/model.keras", out, out)
+  return out
+
+
+def main(argv):
+  if len(argv) > 1:
+    common.fail("tfbio-export", f"unexpected arguments {argv[1:]}")
+  if not _WORKDIR.value:
+    common.fail("tfbio-export", "--workdir is required")
+  from tfbio.train import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+
+  try:
+    trainer = trainer_lib.restore_model(_WORKDIR.value)
+  except common.USER_ERRORS as e:
+    common.fail("tfbio-export", e)
+  export_model(trainer.model, _WORKDIR.value, _OUT.value)
+
+
+def run():
+  app.run(main, flags_parser=common.flags_parser("tfbio-export"))
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,216 @@
+"""The training config schema: defaults, validation, and JSON round trip.
+
+Every experiment config (``configs/*.py``) starts from :func:`base_config`
+and overrides what its paper states. Fields (all learning-rate and batch
+values are **global**, i.e. for the whole synchronous batch over all replicas
+and workers, as the papers state them)::
+
+    seed               int; weights, data order, dropout, feedback draws
+    model.name         a name of tfbio.models.list_models()
+    model.kwargs       builder options (batchnorm, untied, stem, density, ...)
+    model.input_shape  None: the dataset's shape
+    feedback           algorithm of every feedback layer (name or dict)
+    last_layer         None or the classifier's algorithm ("bp": "X + last BP")
+    overrides          {layer name or regex: algorithm}
+    freeze             regex of layer names kept frozen (liao2016 Exp. C2);
+                       "" for none; "@classifier" = the classifier layer(s),
+                       "@hidden" = every layer except the classifier(s)
+    init.path          None, a ``.keras`` file or a workdir of an earlier run
+                       (its ``model.keras``): weights copied by layer name
+                       into the new model before training (warm start:
+                       amit2019 deepnet_s's frozen first layer, RetinaNet's
+                       ImageNet backbone)
+    init.layers        regex of the layer names copied (default all that
+                       exist in both with the same weight shapes)
+    data.name          tfbio.data name (digits, fashion_mnist_idx, folder:..., or
+                       a tensorflow-datasets name)
+    data.data_dir      None or a directory
+    data.train_split / data.eval_split
+    data.preprocess_train / data.preprocess_eval   tfbio.data preprocess names
+    data.image_size    None or an int (resize / crop size)
+    data.shuffle_buffer
+    data.max_train_examples / data.max_eval_examples   None or an int (smoke)
+    batch_size         global batch size
+    epochs             epochs to train
+    steps_per_epoch    None: train examples // batch_size
+    loss.name          "softmax" (cross-entropy on logits) or "hinge"
+                       (amit2019's multi-class hinge)
+    loss.mu            hinge balancing factor (None: 1/(C-1))
+    optimizer.name     "sgd", "adam" or "batch_manhattan"
+    optimizer.learning_rate   base (global) learning rate
+    optimizer.lr_mult  multiplier of the whole schedule (liao2016's
+                       x{100, 10, 1, 0.1, 0.01})
+    optimizer.momentum / optimizer.nesterov / optimizer.beta_1 / beta_2 /
+    optimizer.epsilon
+    optimizer.weight_decay    L2 added to the gradient (PyTorch SGD's
+                              coupled form; BatchManhattan's own `d w` term)
+    optimizer.setting  BatchManhattan setting 0-3
+    schedule.name      "constant", "piecewise" (boundaries in epochs) or
+                       "step" (divide by `factor` every `every_epochs`)
+    schedule.boundaries_epochs / schedule.multipliers (piecewise: the
+                       multiplier of the base rate from each boundary on,
+                       len(multipliers) == len(boundaries) + 1)
+    schedule.every_epochs / schedule.factor (step)
+    checkpoint_every_steps    also checkpointed at every epoch end
+    alignment          log tfbio.analysis.network_metrics every epoch
+    log_every_steps    absl log line cadence inside an epoch
+    debug_kill_after_step   tests only: SIGKILL a fresh run after that step
+"""
+
+import json
+
+import ml_collections
+
+LOSSES = ("softmax", "hinge")
+OPTIMIZERS = ("sgd", "adam", "batch_manhattan")
+SCHEDULES = ("constant", "piecewise", "step")
+
+
+def base_config():
+  """The defaults every experiment config starts from."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "liao2016_mnist"
+  c.model.kwargs = ml_collections.ConfigDict()
+  c.model.input_shape = ml_collections.FieldReference(None, field_type=tuple)
+  c.feedback = "bp"
+  c.last_layer = ml_collections.FieldReference(None, field_type=str)
+  c.overrides = ml_collections.ConfigDict()
+  c.freeze = ""
+  c.init = ml_collections.ConfigDict()
+  c.init.path = ml_collections.FieldReference(None, field_type=str)
+  c.init.layers = ".*"
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "digits"
+  c.data.data_dir = ml_collections.FieldReference(None, field_type=str)
+  c.data.train_split = "train"
+  c.data.eval_split = "test"
+  c.data.preprocess_train = "none"
+  c.data.preprocess_eval = "none"
+  c.data.image_size = ml_collections.FieldReference(None, field_type=int)
+  c.data.shuffle_buffer = 10000
+  c.data.max_train_examples = ml_collections.FieldReference(None,
+                                                            field_type=int)
+  c.data.max_eval_examples = ml_collections.FieldReference(None,
+                                                           field_type=int)
+
+  c.batch_size = 100
+  c.epochs = 10
+  c.steps_per_epoch = ml_collections.FieldReference(None, field_type=int)
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.name = "softmax"
+  c.loss.mu = ml_collections.FieldReference(None, field_type=float)
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "sgd"
+  c.optimizer.learning_rate = 0.01
+  c.optimizer.lr_mult = 1.0
+  c.optimizer.momentum = 0.9
+  c.optimizer.nesterov = False
+  c.optimizer.beta_1 = 0.9
+  c.optimizer.beta_2 = 0.999
+  c.optimizer.epsilon = 1e-7
+  c.optimizer.weight_decay = 0.0
+  c.optimizer.setting = 1
+
+  c.schedule = ml_collections.ConfigDict()
+  c.schedule.name = "constant"
+  c.schedule.boundaries_epochs = ()
+  c.schedule.multipliers = (1.0,)
+  c.schedule.every_epochs = 10
+  c.schedule.factor = 10.0
+
+  c.checkpoint_every_steps = 200
+  c.alignment = True
+  c.log_every_steps = 50
+  # Fault injection for the resume tests: SIGKILL a fresh (not resumed) run
+  # right after this global step, so that the same command then resumes.
+  c.debug_kill_after_step = ml_collections.FieldReference(None,
+                                                          field_type=int)
+  return c
+
+
+def validate(config):
+  """Checks names and ranges; ValueError (one line, quoting the value).
+
+  Checks what can be checked without reading data: the model, feedback
+  algorithms, loss, optimizer, schedule and sizes.
+  """
+  from tfbio import feedback as feedback_lib  # pylint: disable=g-import-not-at-top
+  from tfbio import models  # pylint: disable=g-import-not-at-top
+
+  models.model_info(config.model.name)  # ValueError with close matches.
+  feedback_lib.get(_plain(config.feedback))
+  if config.last_layer is not None:
+    feedback_lib.get(_plain(config.last_layer))
+  for key, algo in _plain(config.overrides).items():
+    feedback_lib.get(algo)
+  if config.loss.name not in LOSSES:
+    raise ValueError(f"loss.name must be one of {LOSSES}. Received: "
+                     f"loss.name={config.loss.name!r}")
+  if config.optimizer.name not in OPTIMIZERS:
+    raise ValueError(f"optimizer.name must be one of {OPTIMIZERS}. Received: "
+                     f"optimizer.name={config.optimizer.name!r}")
+  if config.schedule.name not in SCHEDULES:
+    raise ValueError(f"schedule.name must be one of {SCHEDULES}. Received: "
+                     f"schedule.name={config.schedule.name!r}")
+  if config.schedule.name == "piecewise" and (
+      len(config.schedule.multipliers)
+      != len(config.schedule.boundaries_epochs) + 1):
+    raise ValueError(
+        "schedule.multipliers needs one more entry than "
+        "schedule.boundaries_epochs. Received: "
+        f"boundaries_epochs={tuple(config.schedule.boundaries_epochs)}, "
+        f"multipliers={tuple(config.schedule.multipliers)}")
+  for key in ("batch_size", "epochs", "checkpoint_every_steps",
+              "log_every_steps"):
+    value = config[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ValueError(f"{key} must be a positive int. Received: "
+                       f"{key}={value!r}")
+  if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
+    raise ValueError(f"steps_per_epoch must be None or positive. Received: "
+                     f"steps_per_epoch={config.steps_per_epoch!r}")
+  for key in ("learning_rate", "lr_mult"):
+    if not config.optimizer[key] > 0:
+      raise ValueError(f"optimizer.{key} must be > 0. Received: "
+                       f"optimizer.{key}={config.optimizer[key]!r}")
+  if config.optimizer.weight_decay < 0:
+    raise ValueError(f"optimizer.weight_decay must be >= 0. Received: "
+                     f"{config.optimizer.weight_decay!r}")
+  return config
+
+
+def _plain(value):
+  if isinstance(value, ml_collections.ConfigDict):
+    return value.to_dict()
+  return value
+
+
+def to_json(config):
+  """JSON text of a config (written to ``WORKDIR/config.json``)."""
+  return json.dumps(config.to_dict(), indent=1, sort_keys=True, default=list)
+
+
+def from_json(text):
+  """The config written by :func:`to_json` (base defaults for new fields)."""
+  config = base_config()
+  loaded = json.loads(text)
+
+  def merge(target, values, prefix=""):
+    for key, value in values.items():
+      if isinstance(value, dict) and key in target and isinstance(
+          target[key], ml_collections.ConfigDict) and key not in (
+              "kwargs", "overrides"):
+        merge(target[key], value, f"{prefix}{key}.")
+      else:
+        with target.ignore_type():
+          target[key] = (ml_collections.ConfigDict(value)
+                         if isinstance(value, dict) else
+                         tuple(value) if isinstance(value, list) else value)
+
+  merge(config, loaded)
+  return config

@@ -1,0 +1,503 @@
+"""The training loop behind ``tfbio-train``: one custom loop for every strategy.
+
+Keras 3's ``model.fit`` fails under ``MultiWorkerMirroredStrategy``
+(keras-team/keras#20585), so training runs a custom loop
+(``experimental_distribute_dataset`` + ``strategy.run`` + the Keras
+optimizer) under whichever strategy ``--strategy`` picks; the loss is the
+mean over the **global** batch (``tf.nn.compute_average_loss``), so the
+config's batch size and learning rate mean the same on 1 device or 64.
+
+Work directory layout (written by the chief; other workers write their
+checkpoints to a private ``checkpoints_worker{N}`` and delete nothing)::
+
+    config.json      the resolved config
+    checkpoints/     tf.train.Checkpoint of model + optimizer + step, every
+                     ``checkpoint_every_steps`` and at every epoch end
+                     (backup-and-restore: the same command resumes)
+    history.csv      one row per epoch: train/eval loss and error, lr,
+                     alignment metrics
+    tb/              TensorBoard scalars
+    model.keras      the final model
+    metrics.json     final and best eval error, steps, wall time
+
+Resuming is exact: each epoch's data order is a function of
+``(seed, epoch)``, a resumed epoch skips the batches already trained on, and
+every random state (weights, optimizer slots, dropout seed generators,
+per-step feedback counters) is in the checkpoint.
+"""
+
+import csv
+import json
+import math
+import os
+import re
+import signal
+import time
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfbio.train import config as config_lib
+from tfbio.train import strategy as strategy_lib
+
+
+class TrainingDiverged(RuntimeError):
+  """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class _LearningRate(keras.optimizers.schedules.LearningRateSchedule):
+  """Base rate × lr_mult × the schedule's multiplier at the step's epoch."""
+
+  def __init__(self, base, boundaries_steps, multipliers):
+    self.base = float(base)
+    self.boundaries_steps = [int(b) for b in boundaries_steps]
+    self.multipliers = [float(m) for m in multipliers]
+
+  def __call__(self, step):
+    if not self.boundaries_steps:
+      return tf.constant(self.base * self.multipliers[0], tf.float32)
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+        self.boundaries_steps, [self.base * m for m in self.multipliers])
+    return schedule(step)
+
+  def get_config(self):
+    return {"base": self.base, "boundaries_steps": self.boundaries_steps,
+            "multipliers": self.multipliers}
+
+
+def learning_rate_schedule(config, steps_per_epoch):
+  """The config's schedule as a Keras schedule over optimizer steps."""
+  opt, sch = config.optimizer, config.schedule
+  base = opt.learning_rate * opt.lr_mult
+  if sch.name == "constant":
+    return _LearningRate(base, [], [1.0])
+  if sch.name == "piecewise":
+    return _LearningRate(
+        base, [b * steps_per_epoch for b in sch.boundaries_epochs],
+        sch.multipliers)
+  boundaries = list(range(sch.every_epochs, config.epochs, sch.every_epochs))
+  return _LearningRate(base, [b * steps_per_epoch for b in boundaries],
+                       [sch.factor ** -i for i in range(len(boundaries) + 1)])
+
+
+def make_optimizer(config, steps_per_epoch):
+  from tfbio import optimizers  # pylint: disable=g-import-not-at-top
+
+  opt = config.optimizer
+  lr = learning_rate_schedule(config, steps_per_epoch)
+  if opt.name == "sgd":
+    return keras.optimizers.SGD(lr, momentum=opt.momentum,
+                                nesterov=opt.nesterov)
+  if opt.name == "adam":
+    return keras.optimizers.Adam(lr, beta_1=opt.beta_1, beta_2=opt.beta_2,
+                                 epsilon=opt.epsilon)
+  return optimizers.BatchManhattan(lr, momentum=opt.momentum,
+                                   weight_decay=opt.weight_decay,
+                                   setting=opt.setting)
+
+
+def make_loss(config):
+  """Per-example loss on logits (reduction ``None``)."""
+  from tfbio import losses  # pylint: disable=g-import-not-at-top
+
+  if config.loss.name == "hinge":
+    return losses.MulticlassHinge(mu=config.loss.mu, reduction=None)
+  return keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                    reduction=None)
+
+
+def build_model(config, num_classes, input_shape):
+  from tfbio import models  # pylint: disable=g-import-not-at-top
+
+  last = config.last_layer
+  return models.create_model(
+      config.model.name, num_classes=num_classes,
+      input_shape=tuple(config.model.input_shape or input_shape),
+      feedback=_plain(config.feedback),
+      last_layer=_plain(last) if last is not None else None,
+      overrides=_plain(config.overrides) or None,
+      **_plain(config.model.kwargs))
+
+
+def _plain(value):
+  return value.to_dict() if hasattr(value, "to_dict") else value
+
+
+def frozen_layer_names(model, spec):
+  """Names of the layers that ``config.freeze`` keeps fixed."""
+  if not spec:
+    return set()
+  classifiers = set(getattr(model, "tfbio_classifier_layers", []))
+  with_weights = [l.name for l in model.layers if l.trainable_weights]
+  if spec == "@classifier":
+    return classifiers
+  if spec == "@hidden":
+    return {n for n in with_weights if n not in classifiers}
+  try:
+    pattern = re.compile(spec)
+  except re.error as e:
+    raise ValueError(f"freeze={spec!r} is not a valid regex ({e})") from None
+  names = {n for n in with_weights if pattern.fullmatch(n)}
+  if not names:
+    raise ValueError(f"freeze={spec!r} matches no layer with weights; layers: "
+                     f"{with_weights}")
+  return names
+
+
+def warm_start(model, path, layers_regex):
+  """Copies weights by layer name from a ``.keras`` file or an earlier run."""
+  import tfbio  # pylint: disable=g-import-not-at-top,unused-import
+
+  if os.path.isdir(path):
+    path = os.path.join(path, "model.keras")
+  if not os.path.isfile(path):
+    raise ValueError(f"init.path={path!r} does not exist (a .keras file or "
+                     "the workdir of a finished run).")
+  source = keras.models.load_model(path, compile=False)
+  pattern = re.compile(layers_regex)
+  copied = []
+  for layer in model.layers:
+    if not layer.weights or not pattern.fullmatch(layer.name):
+      continue
+    try:
+      other = source.get_layer(layer.name)
+    except ValueError:
+      continue
+    theirs = other.get_weights()
+    if [w.shape for w in theirs] == [tuple(w.shape) for w in layer.weights]:
+      layer.set_weights(theirs)
+      copied.append(layer.name)
+  if not copied:
+    raise ValueError(f"init.path={path!r}: no layer matching "
+                     f"{layers_regex!r} has the same name and weight shapes.")
+  logging.info("Warm start from %s: copied %d layers (%s)", path, len(copied),
+               ", ".join(copied))
+  return copied
+
+
+class Trainer:
+  """Trains ``config`` in ``workdir`` under ``strategy``; see module doc."""
+
+  def __init__(self, config, workdir, strategy="default", tpu_address=None):
+    config_lib.validate(config)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+      raise ValueError(f"workdir={workdir!r} exists and is not a directory.")
+    self.config = config
+    self.workdir = workdir
+    self.strategy = strategy_lib.make_strategy(strategy, tpu_address)
+    self.strategy_name = strategy
+    self.is_chief, self.task_id = strategy_lib.worker_info(self.strategy)
+
+  # -- setup ------------------------------------------------------------------
+
+  def setup_data(self):
+    """Phase 2: dataset sizes, classes and input shape (no data read yet)."""
+    from tfbio import data  # pylint: disable=g-import-not-at-top
+
+    c = self.config.data
+    info = data.dataset_info(c.name, data_dir=c.data_dir)
+    self.num_classes = info["num_classes"]
+    self.input_shape = tuple(info["input_shape"])
+    if c.image_size:
+      self.input_shape = (c.image_size, c.image_size, self.input_shape[-1])
+    n_train = info["num_examples"][c.train_split]
+    if c.max_train_examples:
+      n_train = min(n_train, c.max_train_examples)
+    self.steps_per_epoch = self.config.steps_per_epoch or max(
+        1, n_train // self.config.batch_size)
+    self.n_eval = info["num_examples"].get(c.eval_split)
+    if c.max_eval_examples and self.n_eval:
+      self.n_eval = min(self.n_eval, c.max_eval_examples)
+
+  def _train_dataset(self, epoch, skip):
+    from tfbio import data  # pylint: disable=g-import-not-at-top
+
+    c = self.config.data
+    ds = data.get_dataset(
+        c.name, c.train_split, batch_size=self.config.batch_size,
+        data_dir=c.data_dir, image_size=c.image_size,
+        preprocess=c.preprocess_train, shuffle=True,
+        seed=self.config.seed * 100003 + epoch, repeat=True,
+        drop_remainder=True, shuffle_buffer=c.shuffle_buffer)
+    ds = ds.take(self.steps_per_epoch).skip(skip)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    options.deterministic = True
+    return ds.with_options(options)
+
+  def _eval_dataset(self):
+    from tfbio import data  # pylint: disable=g-import-not-at-top
+
+    c = self.config.data
+    ds = data.get_dataset(
+        c.name, c.eval_split, batch_size=self.config.batch_size,
+        data_dir=c.data_dir, image_size=c.image_size,
+        preprocess=c.preprocess_eval, shuffle=False, seed=0, repeat=False,
+        drop_remainder=False)
+    if self.n_eval:
+      ds = ds.take(math.ceil(self.n_eval / self.config.batch_size))
+    return ds
+
+  def setup_model(self):
+    """Phase 3: model, optimizer and checkpoint under ``strategy.scope()``."""
+    keras.utils.set_random_seed(self.config.seed)
+    with self.strategy.scope():
+      self.model = build_model(self.config, self.num_classes,
+                               self.input_shape)
+      if self.config.init.path:
+        warm_start(self.model, self.config.init.path, self.config.init.layers)
+      frozen = frozen_layer_names(self.model, self.config.freeze)
+      self.frozen = sorted(frozen)
+      self.train_vars = [v for l in self.model.layers if l.name not in frozen
+                         for v in l.trainable_weights]
+      self.optimizer = make_optimizer(self.config, self.steps_per_epoch)
+      self.optimizer.build(self.train_vars)
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False,
+                              name="global_step")
+      # Keras 3 seed generators (dropout) are not reached by the
+      # checkpoint's object graph through the model: save their states too.
+      seed_states = tf.Module()
+      seed_states.states = [
+          getattr(v, "value", v) for v in self.model.non_trainable_variables
+          if v.path.endswith("seed_generator_state")]
+      self.checkpoint = tf.train.Checkpoint(
+          model=self.model, optimizer=self.optimizer, step=self.step,
+          seed_states=seed_states)
+    if self.frozen:
+      logging.info("Frozen (not updated): %s", ", ".join(self.frozen))
+    self.loss_fn = make_loss(self.config)
+    ckpt_dir = os.path.join(self.workdir, "checkpoints" if self.is_chief
+                            else f"checkpoints_worker{self.task_id}")
+    self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir,
+                                              max_to_keep=2)
+
+  def _train_step_fn(self):
+    model, optimizer, loss_fn = self.model, self.optimizer, self.loss_fn
+    train_vars, global_batch = self.train_vars, self.config.batch_size
+    coupled_wd = (self.config.optimizer.weight_decay
+                  if self.config.optimizer.name != "batch_manhattan" else 0.0)
+
+    def replica_step(x, y):
+      with tf.GradientTape() as tape:
+        logits = model(x, training=True)
+        per_example = loss_fn(y, logits)
+        loss = tf.nn.compute_average_loss(per_example,
+                                          global_batch_size=global_batch)
+        if model.losses:
+          loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+      grads = tape.gradient(loss, train_vars)
+      if coupled_wd:
+        grads = [g + coupled_wd * v if g is not None else None
+                 for g, v in zip(grads, train_vars)]
+      optimizer.apply_gradients(zip(grads, train_vars))
+      correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                                 tf.cast(y, tf.int32)), tf.float32)
+      return loss, tf.reduce_sum(correct) / global_batch
+
+    @tf.function
+    def train_step(iterator):
+      loss, acc = self.strategy.run(replica_step, args=next(iterator))
+      total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+      accuracy = self.strategy.reduce(tf.distribute.ReduceOp.SUM, acc,
+                                      axis=None)
+      self.step.assign_add(1)
+      return total, accuracy
+
+    return train_step
+
+  def evaluate(self):
+    """``{"eval_loss", "eval_error", ["eval_top5_error"]}`` on the eval split."""
+    model, loss_fn = self.model, self.loss_fn
+    top5 = self.num_classes >= 10
+
+    @tf.function
+    def eval_step(x, y):
+      logits = model(x, training=False)
+      y = tf.cast(y, tf.int32)
+      right = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y)
+      in_top5 = (tf.math.in_top_k(y, logits, 5) if top5
+                 else tf.zeros_like(right))
+      return (tf.reduce_sum(loss_fn(y, logits)),
+              tf.reduce_sum(tf.cast(right, tf.float32)),
+              tf.reduce_sum(tf.cast(in_top5, tf.float32)), tf.shape(y)[0])
+
+    sums = np.zeros(3)
+    count = 0
+    for x, y in self._eval_dataset():
+      loss, right, right5, n = eval_step(x, y)
+      sums += [float(loss), float(right), float(right5)]
+      count += int(n)
+    if not count:
+      raise ValueError(f"eval split {self.config.data.eval_split!r} of "
+                       f"{self.config.data.name!r} is empty.")
+    result = {"eval_loss": sums[0] / count,
+              "eval_error": 100.0 * (1.0 - sums[1] / count)}
+    if top5:
+      result["eval_top5_error"] = 100.0 * (1.0 - sums[2] / count)
+    return result
+
+  # -- logs ---------------------------------------------------------------------
+
+  def _history_path(self):
+    return os.path.join(self.workdir, "history.csv")
+
+  def _read_history(self, completed_epochs):
+    """Rows of the epochs a resumed run has completed (1-based ``epoch``)."""
+    path = self._history_path()
+    if not os.path.exists(path):
+      return []
+    with open(path, newline="", encoding="utf-8") as f:
+      return [r for r in csv.DictReader(f)
+              if int(r["epoch"]) <= completed_epochs]
+
+  def _write_history(self, rows):
+    if not self.is_chief:
+      return
+    keys = []
+    for row in rows:
+      keys += [k for k in row if k not in keys]
+    tmp = self._history_path() + ".tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+      writer = csv.DictWriter(f, fieldnames=keys)
+      writer.writeheader()
+      writer.writerows(rows)
+    os.replace(tmp, self._history_path())
+
+  # -- main loop ----------------------------------------------------------------
+
+  def train(self):
+    """Runs (or resumes) training; returns the final metrics dict."""
+    from tfbio import analysis  # pylint: disable=g-import-not-at-top
+
+    if not hasattr(self, "steps_per_epoch"):
+      self.setup_data()
+    if not hasattr(self, "model"):
+      self.setup_model()
+    os.makedirs(self.workdir, exist_ok=True)
+    if self.is_chief:
+      with open(os.path.join(self.workdir, "config.json"), "w",
+                encoding="utf-8") as f:
+        f.write(config_lib.to_json(self.config))
+    restored = self.manager.restore_or_initialize()
+    start = int(self.step.numpy())
+    if restored:
+      logging.info("Resumed from %s at step %d", restored, start)
+    spe, epochs = self.steps_per_epoch, self.config.epochs
+    total_steps = spe * epochs
+    history = self._read_history(start // spe)
+    writer = (tf.summary.create_file_writer(os.path.join(self.workdir, "tb"))
+              if self.is_chief else tf.summary.create_noop_writer())
+    train_step = self._train_step_fn()
+    feedback_name = (_plain(self.config.feedback)
+                     if isinstance(_plain(self.config.feedback), str)
+                     else _plain(self.config.feedback).get("name"))
+    logging.info("Training %s (feedback %s, last layer %s) on %s: %d epochs "
+                 "x %d steps, global batch %d, %d replica(s), strategy %s",
+                 self.config.model.name, feedback_name, self.config.last_layer,
+                 self.config.data.name, epochs, spe, self.config.batch_size,
+                 self.strategy.num_replicas_in_sync, self.strategy_name)
+    t0 = time.time()
+    while int(self.step.numpy()) < total_steps:
+      step = int(self.step.numpy())
+      epoch, done = divmod(step, spe)
+      iterator = iter(self.strategy.experimental_distribute_dataset(
+          self._train_dataset(epoch, done)))
+      progbar = keras.utils.Progbar(spe, verbose=1 if self.is_chief else 0,
+                                    stateful_metrics=["loss", "error"])
+      progbar.update(done)
+      losses, accs = [], []
+      for i in range(done, spe):
+        loss, acc = train_step(iterator)
+        loss, acc = float(loss), float(acc)
+        global_step = epoch * spe + i + 1
+        if not math.isfinite(loss):
+          raise TrainingDiverged(
+              f"Training diverged: loss {loss} at step {global_step} (epoch "
+              f"{epoch + 1}) with feedback {feedback_name!r}; the last good "
+              f"checkpoint is kept in {self.manager.directory}")
+        losses.append(loss)
+        accs.append(acc)
+        progbar.update(i + 1, [("loss", loss), ("error", 100 * (1 - acc))])
+        if global_step % self.config.log_every_steps == 0:
+          logging.info("step %d: loss %.4f", global_step, loss)
+          with writer.as_default(step=global_step):
+            tf.summary.scalar("train/step_loss", loss)
+        if (global_step % self.config.checkpoint_every_steps == 0
+            and i + 1 < spe):
+          self.manager.save(checkpoint_number=global_step)
+        if global_step == self.config.debug_kill_after_step and not restored:
+          logging.warning("debug_kill_after_step=%d: SIGKILL", global_step)
+          os.kill(os.getpid(), signal.SIGKILL)
+      row = {"epoch": epoch + 1, "step": (epoch + 1) * spe,
+             "lr": float(self.optimizer.learning_rate),
+             "train_loss": float(np.mean(losses)) if losses else float("nan"),
+             "train_error": (100.0 * (1.0 - float(np.mean(accs))) if accs
+                             else float("nan"))}
+      row.update(self.evaluate())
+      if self.config.alignment:
+        row.update({k: float(v) for k, v in
+                    analysis.network_metrics(self.model).items()})
+      history.append(row)
+      self._write_history(history)
+      with writer.as_default(step=(epoch + 1) * spe):
+        for key, value in row.items():
+          if key not in ("epoch", "step") and math.isfinite(value):
+            tf.summary.scalar(key.replace("/", "_at_"), value)
+      writer.flush()
+      self.manager.save(checkpoint_number=(epoch + 1) * spe)
+      logging.info("epoch %d/%d: train loss %.4f error %.2f%%, eval loss "
+                   "%.4f error %.2f%%", epoch + 1, epochs, row["train_loss"],
+                   row["train_error"], row["eval_loss"], row["eval_error"])
+    return self._finish(history, time.time() - t0)
+
+  def _finish(self, history, seconds):
+    final = history[-1] if history else self.evaluate()
+    best = min((float(r["eval_error"]) for r in history),
+               default=final["eval_error"])
+    metrics = {
+        "model": self.config.model.name,
+        "feedback": _plain(self.config.feedback),
+        "last_layer": _plain(self.config.last_layer),
+        "dataset": self.config.data.name,
+        "epochs": self.config.epochs,
+        "steps": int(self.step.numpy()),
+        "final_eval_error": float(final["eval_error"]),
+        "final_eval_loss": float(final["eval_loss"]),
+        "best_eval_error": best,
+        "final_train_error": float(final.get("train_error", float("nan"))),
+        "wall_seconds_this_run": seconds,
+        "num_replicas": self.strategy.num_replicas_in_sync,
+    }
+    if "eval_top5_error" in final:
+      metrics["final_eval_top5_error"] = float(final["eval_top5_error"])
+    if self.is_chief:
+      self.model.save(os.path.join(self.workdir, "model.keras"))
+      with open(os.path.join(self.workdir, "metrics.json"), "w",
+                encoding="utf-8") as f:
+        json.dump(metrics, f, indent=1)
+      logging.info("Done: final eval error %.2f%% (best %.2f%%); wrote %s",
+                   metrics["final_eval_error"], best,
+                   os.path.join(self.workdir, "metrics.json"))
+    return metrics
+
+
+def restore_model(workdir):
+  """(config, model) of a run's latest checkpoint (for eval and export)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise ValueError(f"{workdir!r} has no config.json: not a tfbio-train "
+                     "workdir.")
+  with open(path, encoding="utf-8") as f:
+    config = config_lib.from_json(f.read())
+  trainer = Trainer(config, workdir)
+  trainer.setup_data()
+  trainer.setup_model()
+  latest = trainer.manager.latest_checkpoint
+  if latest is None:
+    raise ValueError(f"{workdir!r} has no checkpoint yet.")
+  trainer.checkpoint.restore(latest).expect_partial()
+  logging.info("Restored %s (step %d)", latest, int(trainer.step.numpy()))
+  return trainer
