@@ -14,9 +14,12 @@ $(VENV)/.installed: setup.py
 
 setup: $(VENV)/.installed
 
-# Main job (offline): bp vs ss vs fa on scikit-learn's bundled digits.
+# Main job (offline): xiao2018's bp / ss / ss+last-bp / fa / fa+last-bp on
+# liao2016's MNIST net, Fashion-MNIST if installed, else sklearn's digits.
 demo: setup
-	$(PY) tools/digits_demo.py
+	$(VENV)/bin/tfbio-sweep --config=configs/demo.py \
+	    --axes='algo=bp|ss|ss_lastbp|fa|fa_lastbp' --workdir=runs/demo
+	cat runs/demo/results.md
 
 test: setup
 	$(PY) -m pytest -q tests

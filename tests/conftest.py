@@ -16,6 +16,6 @@ tf.config.set_logical_device_configuration(
 
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
-  keras.utils.clear_session()
+  keras.utils.clear_session(free_memory=False)
   keras.utils.set_random_seed(1234)
   yield

@@ -27,6 +27,10 @@ import tfbio
 
 ALGORITHMS = tfbio.feedback.names()
 EXPORT_ALGORITHMS = ["bp", "ss", "fa", "brsf", "urfb"]
+# One algorithm per kind of feedback state (none, stored fixed B, trainable
+# B, per-step counter, stored magnitudes + flips, stored random B): the
+# checkpoint tests below; the .keras test runs every algorithm.
+STATE_KINDS = ["bp", "fa", "urfb", "brsf_p", "frsf_p", "rndf"]
 FEEDBACK_LAYERS = ("conv_a", "conv_b", "hidden", "logits")
 BATCH = 4
 
@@ -189,7 +193,7 @@ def test_keras_file_round_trip_and_continued_training(name, tmp_path):
                       "feedback_kernel() after continued training")
 
 
-@pytest.mark.parametrize("name", ALGORITHMS)
+@pytest.mark.parametrize("name", STATE_KINDS)
 def test_checkpoint_restore_into_fresh_model(name, tmp_path):
   model = _build(name, init_seed=0)
   _fit(model, 2)
@@ -224,7 +228,7 @@ def test_checkpoint_restore_into_fresh_model(name, tmp_path):
                       "feedback_kernel() after continued training")
 
 
-@pytest.mark.parametrize("name", ALGORITHMS)
+@pytest.mark.parametrize("name", STATE_KINDS)
 def test_checkpoint_of_model_alone_holds_feedback_state(name, tmp_path):
   """Without the optimizer in the checkpoint (whose slots also reach the
   trainable variables), the model's own object graph must hold all state."""

@@ -120,13 +120,17 @@ def test_train_writes_its_outputs_and_eval_export_read_them(tiny_config,
 def test_sigkill_mid_epoch_then_same_command_resumes_to_same_weights(
     tiny_config, tmp_path):
   full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
-  assert _cli("train", f"--config={tiny_config}",
-              f"--workdir={full}").returncode == 0
+  uninterrupted = subprocess.Popen(
+      [sys.executable, "-m", "tfbio.cli.train", f"--config={tiny_config}",
+       f"--workdir={full}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True, env=_env())
   # Step 9 is mid-epoch 2; the last checkpoint before it is step 8.
   args = [f"--config={tiny_config}", f"--workdir={killed}",
           "--config.debug_kill_after_step=9"]
   proc = _cli("train", *args)
   assert proc.returncode == -9, proc.stderr[-2000:]
+  _, err = uninterrupted.communicate(timeout=240)
+  assert uninterrupted.returncode == 0, err[-2000:]
   assert not os.path.exists(os.path.join(killed, "metrics.json"))
   assert tf.train.latest_checkpoint(
       os.path.join(killed, "checkpoints")).endswith("ckpt-8")
@@ -196,47 +200,55 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(
         assert np.all(np.isfinite(value))
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--config.nope=1"], "nope"),
-    (["--config.model.name=resnet19"], "resnet18"),
-    (["--config.data.name=no_such_data_xyz"], "no_such_data_xyz"),
-    (["--config.feedback=signsym"], "signsym"),
-    (["--strategy=gpu_cluster"], "gpu_cluster"),
-    (["@file"], "is not a directory"),
-    (["@arg"], "bogus"),
-])
-def test_bad_input_is_one_line_nonzero_and_writes_nothing(
-    tiny_config, tmp_path, args, message):
-  workdir = str(tmp_path / "out")
-  config = tiny_config
-  if args == ["@file"]:
-    workdir = str(tmp_path / "a_file")
-    open(workdir, "w").close()
-    args = []
-  elif args == ["@arg"]:
-    config = f"{tiny_config}:bogus=1"
-    args = []
-  proc = _cli("train", f"--config={config}", f"--workdir={workdir}", *args,
-              timeout=120)
-  assert proc.returncode != 0
-  assert message in proc.stderr
-  assert "Traceback" not in proc.stderr
-  assert proc.stderr.strip().splitlines()[-1].startswith("tfbio-train: error: ")
-  if not args or args[0] != "@file":
-    assert not os.path.isdir(workdir)
+BAD_INPUTS = {  # case: (extra args, text the one-line error must contain)
+    "unknown_key": (["--config.nope=1"], "nope"),
+    "unknown_model": (["--config.model.name=resnet19"], "resnet18"),
+    "unknown_dataset": (["--config.data.name=no_such_data_xyz"],
+                        "no_such_data_xyz"),
+    "unknown_feedback": (["--config.feedback=signsym"], "signsym"),
+    "unknown_strategy": (["--strategy=gpu_cluster"], "gpu_cluster"),
+    "workdir_is_a_file": ([], "is not a directory"),
+    "config_arg_typo": ([], "bogus"),
+}
+
+
+def test_bad_input_is_one_line_nonzero_and_writes_nothing(tiny_config,
+                                                          tmp_path):
+  # All cases at once: each is a process that mostly imports TensorFlow.
+  procs = {}
+  for case, (args, _) in BAD_INPUTS.items():
+    workdir, config = str(tmp_path / case), tiny_config
+    if case == "workdir_is_a_file":
+      open(workdir, "w").close()
+    if case == "config_arg_typo":
+      config = f"{tiny_config}:bogus=1"
+    procs[case] = subprocess.Popen(
+        [sys.executable, "-m", "tfbio.cli.train", f"--config={config}",
+         f"--workdir={workdir}", *args], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=_env())
+  for case, proc in procs.items():
+    _, err = proc.communicate(timeout=240)
+    message = BAD_INPUTS[case][1]
+    assert proc.returncode == 1, (case, err[-2000:])
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("tfbio-train: error: ") and message in last, (
+        case, last)
+    assert "Traceback" not in err, case
+    if case != "workdir_is_a_file":
+      assert not os.path.exists(tmp_path / case), case
 
 
 def test_sweep_runs_the_product_resumably_and_writes_its_table(tiny_config,
                                                                tmp_path):
   workdir = str(tmp_path / "sweep")
-  args = ["--config=" + tiny_config, "--axes=algo=bp|fa,lr_mult=1|0.1",
-          "--best_over=lr_mult", f"--workdir={workdir}",
+  args = ["--config=" + tiny_config, "--axes=algo=bp|fa,lr_mult=0.1",
+          "--best_over=lr_mult", f"--workdir={workdir}", "--parallel=2",
           "--override=epochs=1", "--override=steps_per_epoch=3"]
   proc = _cli("sweep", *args, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   rows = open(os.path.join(workdir, "results.csv")).read().split("\n")
   assert rows[0].startswith("algo,lr_mult,status,best_eval_error")
-  assert sum(1 for r in rows if ",done," in r) == 4
+  assert sum(1 for r in rows if ",done," in r) == 2
   table = open(os.path.join(workdir, "results.md")).read()
   assert "| algo | best eval error (%) |" in table
   assert "| bp | " in table and "| fa | " in table
@@ -245,4 +257,4 @@ def test_sweep_runs_the_product_resumably_and_writes_its_table(tiny_config,
   proc = _cli("sweep", *args, timeout=600)  # Resumes: every cell skipped.
   assert proc.returncode == 0
   assert open(os.path.join(workdir, "results.csv")).read().count(
-      "done (skipped)") == 4
+      "done (skipped)") == 2

@@ -22,6 +22,7 @@ over the learning-rate multipliers).
 
 from tfbio.cli import common
 
+from concurrent import futures  # noqa: E402
 import csv  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
@@ -42,6 +43,10 @@ _BEST_OVER = flags.DEFINE_list("best_over", [], "Axes the table minimises "
                                "over (e.g. lr_mult).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory.")
 _STRATEGY = flags.DEFINE_string("strategy", "default", "Passed to each cell.")
+_PARALLEL = flags.DEFINE_integer(
+    "parallel", 1, "Cells trained at the same time (each is its own "
+    "process; on a CPU machine each uses all cores, so 1-2 is best).",
+    lower_bound=1)
 _OVERRIDES = flags.DEFINE_multi_string(
     "override", [], "Extra --config.key=value for every cell (repeatable), "
     "e.g. --override=epochs=2.")
@@ -158,12 +163,16 @@ def main(argv):
   os.makedirs(_WORKDIR.value, exist_ok=True)
   cells = list(itertools.product(*[[(k, v) for v in vs] for k, vs in axes]))
   logging.info("Sweep of %d cells in %s", len(cells), _WORKDIR.value)
-  rows = []
-  for i, cell in enumerate(cells, start=1):
+
+  def run_one(index_and_cell):
+    i, cell = index_and_cell
     logging.info("[%d/%d] %s", i, len(cells), cell_name(cell))
-    rows.append(run_cell(_CONFIG.value, cell,
-                         os.path.join(_WORKDIR.value, cell_name(cell)),
-                         _STRATEGY.value, _OVERRIDES.value))
+    return run_cell(_CONFIG.value, cell,
+                    os.path.join(_WORKDIR.value, cell_name(cell)),
+                    _STRATEGY.value, _OVERRIDES.value)
+
+  with futures.ThreadPoolExecutor(_PARALLEL.value) as pool:
+    rows = list(pool.map(run_one, enumerate(cells, start=1)))
   fields = [k for k, _ in axes] + ["status", "best_eval_error",
                                    "final_eval_error", "message"]
   with open(os.path.join(_WORKDIR.value, "results.csv"), "w", newline="",
