@@ -34,3 +34,4 @@ from tfbio.models.resnet import *  # noqa: F401,F403
 from tfbio.models.alexnet import *  # noqa: F401,F403
 from tfbio.models.amit2019 import *  # noqa: F401,F403
 from tfbio.models.bartunov2018 import *  # noqa: F401,F403
+from tfbio.models.retinanet import *  # noqa: F401,F403
