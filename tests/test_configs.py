@@ -105,7 +105,11 @@ def test_every_config_file_has_a_documented_smoke_variant(name):
   assert "tfbio-train --config=configs/" in module.__doc__
   config = module.get_config("smoke")
   config_lib.validate(config)
-  assert config.data.name == "digits"
+  # Offline smoke data: digits, or synthetic shapes (detection) that
+  # tools/make_shapes_coco.py writes.
+  assert config.data.name in ("digits", "coco")
+  if config.data.name == "coco":
+    assert "tools/make_shapes_coco.py" in module.__doc__
   with pytest.raises(ValueError, match="Unknown config argument"):
     module.get_config("no_such_key=1")
 

@@ -17,6 +17,7 @@ functions read them back from a ``keras.callbacks.CSVLogger`` file.
 
 import csv
 import math
+import os
 
 from absl import logging
 import keras
@@ -321,3 +322,70 @@ def save_untied_filters_png(layer, path, filters=(0, 1, 2, 3), positions=None,
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
+
+
+# -- detection training losses (xiao2018 Fig. 2) -------------------------------
+
+LOSS_PANELS = (("box_loss", "box loss"), ("focal_loss", "focal loss"),
+               ("loss", "total loss"))
+
+
+def read_steps_csv(workdir):
+  """Columns of ``WORKDIR/steps.csv`` as float lists."""
+  path = os.path.join(workdir, "steps.csv")
+  if not os.path.isfile(path):
+    raise ValueError(f"{path!r} does not exist: not a tfbio-train workdir of "
+                     "a detection run (or it has not logged yet).")
+  with open(path, newline="", encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  missing = [k for k, _ in LOSS_PANELS if rows and k not in rows[0]]
+  if not rows or missing:
+    raise ValueError(f"{path!r} lacks the columns {missing or 'all'} "
+                     f"(needs step, {', '.join(k for k, _ in LOSS_PANELS)})")
+  return {k: [float(r[k]) for r in rows] for k in rows[0]}
+
+
+def _smooth(values, window):
+  if window <= 1:
+    return values
+  out, total = [], 0.0
+  for i, v in enumerate(values):
+    total += v
+    if i >= window:
+      total -= values[i - window]
+    out.append(total / min(i + 1, window))
+  return out
+
+
+def plot_detection_losses(runs, out, window=1, title=None):
+  """xiao2018 Fig. 2: box, focal and total training loss, one line per run.
+
+  Args:
+    runs: ``[(label, workdir)]`` of detection runs (their ``steps.csv``).
+    out: PNG path.
+    window: moving-average window in logged points (1: raw).
+    title: figure title.
+
+  Returns:
+    ``out``.
+  """
+  plt = _pyplot()
+
+  data = [(label, read_steps_csv(path)) for label, path in runs]
+  fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+  for ax, (key, name) in zip(axes, LOSS_PANELS):
+    for label, columns in data:
+      ax.plot(columns["step"], _smooth(columns[key], window), label=label)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(name)
+    ax.set_title(name)
+    ax.grid(alpha=0.3)
+  axes[-1].legend()
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  fig.savefig(out, dpi=120)
+  plt.close(fig)
+  logging.info("Wrote %s", out)
+  return out

@@ -27,10 +27,10 @@ def main(argv):
     common.fail("tfbio-eval", f"unexpected arguments {argv[1:]}")
   if not _WORKDIR.value:
     common.fail("tfbio-eval", "--workdir is required")
-  from tfbio.train import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  from tfbio.train import detection  # pylint: disable=g-import-not-at-top
 
   try:
-    trainer = trainer_lib.restore_model(_WORKDIR.value)
+    trainer = detection.restore(_WORKDIR.value)
     if _SPLIT.value:
       with trainer.config.unlocked():
         trainer.config.data.eval_split = _SPLIT.value

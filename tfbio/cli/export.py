@@ -22,10 +22,20 @@ _OUT = flags.DEFINE_string("out", None, "Output directory (default "
 
 
 def export_model(model, workdir, out=None):
-  """Writes ``out/saved_model`` and ``out/model.keras``; returns ``out``."""
+  """Writes ``out/saved_model`` and ``out/model.keras``; returns ``out``.
+
+  A detection model (RetinaNet, dict outputs ``class_logits`` /
+  ``box_deltas``) is exported with decoding and NMS in the graph: its
+  ``serve`` signature maps an image batch to ``boxes`` (yxyx pixels of the
+  input), ``scores``, ``classes`` (0-based) and ``num_detections``.
+  """
   out = out or os.path.join(workdir, "export")
   os.makedirs(out, exist_ok=True)
-  model.export(os.path.join(out, "saved_model"), verbose=False)
+  served = model
+  if isinstance(model.output, dict) and "class_logits" in model.output:
+    from tfbio.models.retinanet import decode  # pylint: disable=g-import-not-at-top
+    served = decode.detection_model(model)
+  served.export(os.path.join(out, "saved_model"), verbose=False)
   model.save(os.path.join(out, "model.keras"))
   logging.info("Exported %s/saved_model and %s/model.keras", out, out)
   return out
@@ -36,10 +46,10 @@ def main(argv):
     common.fail("tfbio-export", f"unexpected arguments {argv[1:]}")
   if not _WORKDIR.value:
     common.fail("tfbio-export", "--workdir is required")
-  from tfbio.train import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  from tfbio.train import detection  # pylint: disable=g-import-not-at-top
 
   try:
-    trainer = trainer_lib.restore_model(_WORKDIR.value)
+    trainer = detection.restore(_WORKDIR.value)
   except common.USER_ERRORS as e:
     common.fail("tfbio-export", e)
   export_model(trainer.model, _WORKDIR.value, _OUT.value)

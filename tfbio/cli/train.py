@@ -39,13 +39,15 @@ def main(argv):
                 "--config=configs/liao2016.py:smoke=1")
   if not _WORKDIR.value:
     common.fail("tfbio-train", "--workdir is required")
+  from tfbio.train import detection  # pylint: disable=g-import-not-at-top
   from tfbio.train import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
 
   try:
-    # 1. Strategy (and config validation: nothing is written before it).
-    trainer = trainer_lib.Trainer(_CONFIG.value, _WORKDIR.value,
-                                  strategy=_STRATEGY.value,
-                                  tpu_address=_TPU.value)
+    # 1. Strategy (and config validation: nothing is written before it);
+    #    detection models (RetinaNet) get the detection loop.
+    trainer_cls = detection.trainer_class(_CONFIG.value)
+    trainer = trainer_cls(_CONFIG.value, _WORKDIR.value,
+                          strategy=_STRATEGY.value, tpu_address=_TPU.value)
     # 2. Data: sizes, classes, input shape; fails fast if the data is absent.
     trainer.setup_data()
     # 3. Model + optimizer + checkpoint under strategy.scope().
@@ -60,7 +62,8 @@ def main(argv):
   if _EXPORT.value and trainer.is_chief:
     from tfbio.cli import export  # pylint: disable=g-import-not-at-top
     export.export_model(trainer.model, _WORKDIR.value)
-  logging.info("final eval error %.2f%%", metrics["final_eval_error"])
+  key = trainer.primary_metric[0]
+  logging.info("final %s %.4f", key, metrics[f"final_{key}"])
 
 
 def run():

@@ -30,6 +30,8 @@ and workers, as the papers state them)::
     data.image_size    None or an int (resize / crop size)
     data.shuffle_buffer
     data.max_train_examples / data.max_eval_examples   None or an int (smoke)
+    detection.max_boxes / detection.flip   detection models only: boxes per
+                       image kept, random horizontal flips in training
     batch_size         global batch size
     epochs             epochs to train
     steps_per_epoch    None: train examples // batch_size
@@ -95,6 +97,10 @@ def base_config():
                                                             field_type=int)
   c.data.max_eval_examples = ml_collections.FieldReference(None,
                                                            field_type=int)
+
+  c.detection = ml_collections.ConfigDict()
+  c.detection.max_boxes = 100
+  c.detection.flip = True
 
   c.batch_size = 100
   c.epochs = 10

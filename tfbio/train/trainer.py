@@ -274,18 +274,34 @@ class Trainer:
     self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir,
                                               max_to_keep=2)
 
+  # Metrics of a training step, in the progress bar and history (train_*).
+  step_metrics = ("loss", "error")
+
+  def replica_losses(self, batch):
+    """``(loss to minimise, {metric: value})`` for one replica's batch.
+
+    Every value is this replica's share of the global-batch mean (summed over
+    replicas by the caller). Subclasses (detection) override this.
+    """
+    x, y = batch
+    global_batch = self.config.batch_size
+    logits = self.model(x, training=True)
+    loss = tf.nn.compute_average_loss(self.loss_fn(y, logits),
+                                      global_batch_size=global_batch)
+    wrong = tf.cast(tf.not_equal(tf.argmax(logits, -1, output_type=tf.int32),
+                                 tf.cast(y, tf.int32)), tf.float32)
+    return loss, {"loss": loss,
+                  "error": 100.0 * tf.reduce_sum(wrong) / global_batch}
+
   def _train_step_fn(self):
-    model, optimizer, loss_fn = self.model, self.optimizer, self.loss_fn
-    train_vars, global_batch = self.train_vars, self.config.batch_size
+    model, optimizer = self.model, self.optimizer
+    train_vars = self.train_vars
     coupled_wd = (self.config.optimizer.weight_decay
                   if self.config.optimizer.name != "batch_manhattan" else 0.0)
 
-    def replica_step(x, y):
+    def replica_step(batch):
       with tf.GradientTape() as tape:
-        logits = model(x, training=True)
-        per_example = loss_fn(y, logits)
-        loss = tf.nn.compute_average_loss(per_example,
-                                          global_batch_size=global_batch)
+        loss, metrics = self.replica_losses(batch)
         if model.losses:
           loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
       grads = tape.gradient(loss, train_vars)
@@ -293,18 +309,14 @@ class Trainer:
         grads = [g + coupled_wd * v if g is not None else None
                  for g, v in zip(grads, train_vars)]
       optimizer.apply_gradients(zip(grads, train_vars))
-      correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
-                                 tf.cast(y, tf.int32)), tf.float32)
-      return loss, tf.reduce_sum(correct) / global_batch
+      return metrics
 
     @tf.function
     def train_step(iterator):
-      loss, acc = self.strategy.run(replica_step, args=next(iterator))
-      total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
-      accuracy = self.strategy.reduce(tf.distribute.ReduceOp.SUM, acc,
-                                      axis=None)
+      metrics = self.strategy.run(replica_step, args=(next(iterator),))
       self.step.assign_add(1)
-      return total, accuracy
+      return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+              for k, v in metrics.items()}
 
     return train_step
 
@@ -352,6 +364,18 @@ class Trainer:
     with open(path, newline="", encoding="utf-8") as f:
       return [r for r in csv.DictReader(f)
               if int(r["epoch"]) <= completed_epochs]
+
+  def _log_step(self, step, values):
+    """Appends ``step, values...`` to ``WORKDIR/steps.csv`` (chief)."""
+    if not self.is_chief:
+      return
+    path = os.path.join(self.workdir, "steps.csv")
+    new = not os.path.exists(path)
+    with open(path, "a", newline="", encoding="utf-8") as f:
+      writer = csv.writer(f)
+      if new:
+        writer.writerow(["step"] + list(values))
+      writer.writerow([step] + [values[k] for k in values])
 
   def _write_history(self, rows):
     if not self.is_chief:
@@ -406,25 +430,28 @@ class Trainer:
       iterator = iter(self.strategy.experimental_distribute_dataset(
           self._train_dataset(epoch, done)))
       progbar = keras.utils.Progbar(spe, verbose=1 if self.is_chief else 0,
-                                    stateful_metrics=["loss", "error"])
+                                    stateful_metrics=list(self.step_metrics))
       progbar.update(done)
-      losses, accs = [], []
+      sums = {k: [] for k in self.step_metrics}
       for i in range(done, spe):
-        loss, acc = train_step(iterator)
-        loss, acc = float(loss), float(acc)
+        values = {k: float(v) for k, v in train_step(iterator).items()}
+        loss = values["loss"]
         global_step = epoch * spe + i + 1
         if not math.isfinite(loss):
           raise TrainingDiverged(
               f"Training diverged: loss {loss} at step {global_step} (epoch "
               f"{epoch + 1}) with feedback {feedback_name!r}; the last good "
               f"checkpoint is kept in {self.manager.directory}")
-        losses.append(loss)
-        accs.append(acc)
-        progbar.update(i + 1, [("loss", loss), ("error", 100 * (1 - acc))])
+        for k in self.step_metrics:
+          sums[k].append(values[k])
+        progbar.update(i + 1, list(values.items()))
         if global_step % self.config.log_every_steps == 0:
-          logging.info("step %d: loss %.4f", global_step, loss)
+          logging.info("step %d: %s", global_step, ", ".join(
+              f"{k} {v:.4f}" for k, v in values.items()))
+          self._log_step(global_step, values)
           with writer.as_default(step=global_step):
-            tf.summary.scalar("train/step_loss", loss)
+            for k, v in values.items():
+              tf.summary.scalar(f"train/step_{k}", v)
         if (global_step % self.config.checkpoint_every_steps == 0
             and i + 1 < spe):
           self.manager.save(checkpoint_number=global_step)
@@ -432,10 +459,9 @@ class Trainer:
           logging.warning("debug_kill_after_step=%d: SIGKILL", global_step)
           os.kill(os.getpid(), signal.SIGKILL)
       row = {"epoch": epoch + 1, "step": (epoch + 1) * spe,
-             "lr": float(self.optimizer.learning_rate),
-             "train_loss": float(np.mean(losses)) if losses else float("nan"),
-             "train_error": (100.0 * (1.0 - float(np.mean(accs))) if accs
-                             else float("nan"))}
+             "lr": float(self.optimizer.learning_rate)}
+      row.update({f"train_{k}": float(np.mean(v)) if v else float("nan")
+                  for k, v in sums.items()})
       row.update(self.evaluate())
       if self.config.alignment:
         row.update({k: float(v) for k, v in
@@ -448,15 +474,19 @@ class Trainer:
             tf.summary.scalar(key.replace("/", "_at_"), value)
       writer.flush()
       self.manager.save(checkpoint_number=(epoch + 1) * spe)
-      logging.info("epoch %d/%d: train loss %.4f error %.2f%%, eval loss "
-                   "%.4f error %.2f%%", epoch + 1, epochs, row["train_loss"],
-                   row["train_error"], row["eval_loss"], row["eval_error"])
+      logging.info("epoch %d/%d: %s", epoch + 1, epochs, ", ".join(
+          f"{k} {row[k]:.4f}" for k in row
+          if k.startswith(("train_", "eval_")) and "/" not in k))
     return self._finish(history, time.time() - t0)
+
+  # The eval metric that ranks epochs and runs, and whether lower is better.
+  primary_metric = ("eval_error", "min")
 
   def _finish(self, history, seconds):
     final = history[-1] if history else self.evaluate()
-    best = min((float(r["eval_error"]) for r in history),
-               default=final["eval_error"])
+    key, mode = self.primary_metric
+    pick = min if mode == "min" else max
+    best = pick((float(r[key]) for r in history), default=float(final[key]))
     metrics = {
         "model": self.config.model.name,
         "feedback": _plain(self.config.feedback),
@@ -464,35 +494,37 @@ class Trainer:
         "dataset": self.config.data.name,
         "epochs": self.config.epochs,
         "steps": int(self.step.numpy()),
-        "final_eval_error": float(final["eval_error"]),
-        "final_eval_loss": float(final["eval_loss"]),
-        "best_eval_error": best,
-        "final_train_error": float(final.get("train_error", float("nan"))),
+        f"best_{key}": best,
         "wall_seconds_this_run": seconds,
         "num_replicas": self.strategy.num_replicas_in_sync,
     }
-    if "eval_top5_error" in final:
-      metrics["final_eval_top5_error"] = float(final["eval_top5_error"])
+    metrics.update({f"final_{k}": float(v) for k, v in final.items()
+                    if k.startswith(("train_", "eval_")) and "/" not in k})
     if self.is_chief:
       self.model.save(os.path.join(self.workdir, "model.keras"))
       with open(os.path.join(self.workdir, "metrics.json"), "w",
                 encoding="utf-8") as f:
         json.dump(metrics, f, indent=1)
-      logging.info("Done: final eval error %.2f%% (best %.2f%%); wrote %s",
-                   metrics["final_eval_error"], best,
+      logging.info("Done: final %s %.4f (best %.4f); wrote %s", key,
+                   metrics[f"final_{key}"], best,
                    os.path.join(self.workdir, "metrics.json"))
     return metrics
 
 
-def restore_model(workdir):
-  """(config, model) of a run's latest checkpoint (for eval and export)."""
+def restore_model(workdir, factory=None):
+  """The trainer of a run, restored to its latest checkpoint.
+
+  Args:
+    workdir: a ``tfbio-train`` workdir.
+    factory: ``config -> Trainer class`` (default :class:`Trainer`).
+  """
   path = os.path.join(workdir, "config.json")
   if not os.path.isfile(path):
     raise ValueError(f"{workdir!r} has no config.json: not a tfbio-train "
                      "workdir.")
   with open(path, encoding="utf-8") as f:
     config = config_lib.from_json(f.read())
-  trainer = Trainer(config, workdir)
+  trainer = (factory(config) if factory else Trainer)(config, workdir)
   trainer.setup_data()
   trainer.setup_model()
   latest = trainer.manager.latest_checkpoint

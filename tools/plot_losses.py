@@ -1,0 +1,59 @@
+r"""Draws xiao2018 Fig. 2: box, focal and total training loss of several runs.
+
+Reads each run's ``steps.csv`` (written by ``tfbio-train`` every
+``log_every_steps`` for detection models: ``step, loss, box_loss,
+focal_loss``) and draws three panels (box loss, focal loss, total loss) with
+one line per run, optionally smoothed by a moving average.
+
+    .venv/bin/python tools/plot_losses.py \
+        --runs='BP=/runs/coco_bp,SS+last BP=/runs/coco_ss,FA+last BP=/runs/coco_fa' \
+        --out=docs/figures/xiao2018_fig2.png [--smooth=50]
+"""
+
+import os
+
+from absl import app
+from absl import flags
+
+from tfbio import analysis
+
+_RUNS = flags.DEFINE_string("runs", None, "Comma-separated LABEL=WORKDIR "
+                            "(or a workdir alone: its name is the label).")
+_OUT = flags.DEFINE_string("out", None, "PNG to write.")
+_SMOOTH = flags.DEFINE_integer("smooth", 1, "Moving-average window in logged "
+                               "points (1: raw).", lower_bound=1)
+_TITLE = flags.DEFINE_string("title", "RetinaNet training loss (xiao2018 "
+                             "Fig. 2)", "Figure title.")
+
+def parse_runs(text):
+  """``'A=/x,B=/y'`` → ``[("A", "/x"), ("B", "/y")]``; ValueError on junk."""
+  runs = []
+  for item in (text or "").split(","):
+    item = item.strip()
+    if not item:
+      continue
+    label, sep, path = item.partition("=")
+    if not sep:
+      label, path = os.path.basename(item.rstrip("/")), item
+    if not path:
+      raise ValueError(f"--runs entry {item!r} has no workdir")
+    runs.append((label.strip(), path.strip()))
+  if not runs:
+    raise ValueError(f"--runs={text!r} names no run")
+  return runs
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments {argv[1:]}")
+  if not _RUNS.value or not _OUT.value:
+    raise app.UsageError("--runs and --out are required")
+  try:
+    analysis.plot_detection_losses(parse_runs(_RUNS.value), _OUT.value,
+                                   _SMOOTH.value, _TITLE.value)
+  except ValueError as e:
+    raise SystemExit(f"plot_losses: error: {e}") from None
+
+
+if __name__ == "__main__":
+  app.run(main)
