@@ -21,9 +21,9 @@ __version__ = "0.1.0"
 __all__ = ["activations", "analysis", "convert", "feedback", "layers",
            "losses", "ops", "optimizers", "untie", "__version__"]
 
-# Imported on first use (``tfbio.models``, ``tfbio.data``), so that
+# Imported on first use (``tfbio.models``, ``tfbio.data``, ``tfbio.tp``), so that
 # ``import tfbio`` stays cheap.
-_LAZY_SUBMODULES = ("models", "data")
+_LAZY_SUBMODULES = ("models", "data", "tp")
 
 
 def __getattr__(name):
