@@ -46,6 +46,8 @@ def main(argv):
     # 1. Strategy (and config validation: nothing is written before it);
     #    detection models (RetinaNet) get the detection loop.
     trainer_cls = detection.trainer_class(_CONFIG.value)
+    if _CONFIG.value.get("tp", {}).get("enabled"):  # Target propagation.
+      from tfbio.train.tp_trainer import TPTrainer as trainer_cls  # pylint: disable=g-import-not-at-top
     trainer = trainer_cls(_CONFIG.value, _WORKDIR.value,
                           strategy=_STRATEGY.value, tpu_address=_TPU.value)
     # 2. Data: sizes, classes, input shape; fails fast if the data is absent.

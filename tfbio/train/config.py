@@ -57,15 +57,30 @@ and workers, as the papers state them)::
     alignment          log tfbio.analysis.network_metrics every epoch
     log_every_steps    absl log line cadence inside an epoch
     debug_kill_after_step   tests only: SIGKILL a fresh run after that step
+    tp.enabled         train by target propagation (tfbio.train.tp_trainer:
+                       Keras fit of a tfbio.tp.TargetPropModel around the
+                       registry model; the forward optimizer is the one
+                       above, normally Adam)
+    tp.variant         "dtp" or "sdtp" (bartunov2018 §2.1.1)
+    tp.schedule        "parallel" or "alternating" (one epoch each)
+    tp.inverse_training  "denoising" or "noise_preserving"
+    tp.noise_std       σ >= 0 of the noise that trains the inverses
+    tp.step_size       α >= 0 of DTP's penultimate target
+    tp.inverse_learning_rate / tp.inverse_beta_2 / tp.inverse_epsilon
+                       the inverses' Adam (β1 fixed to 0.9, constant rate)
 """
 
 import json
+import math
 
 import ml_collections
 
 LOSSES = ("softmax", "hinge")
 OPTIMIZERS = ("sgd", "adam", "batch_manhattan")
 SCHEDULES = ("constant", "piecewise", "step")
+TP_VARIANTS = ("dtp", "sdtp")
+TP_SCHEDULES = ("parallel", "alternating")
+TP_INVERSE_TRAININGS = ("denoising", "noise_preserving")
 
 
 def base_config():
@@ -136,6 +151,17 @@ def base_config():
   # right after this global step, so that the same command then resumes.
   c.debug_kill_after_step = ml_collections.FieldReference(None,
                                                           field_type=int)
+
+  c.tp = ml_collections.ConfigDict()
+  c.tp.enabled = False
+  c.tp.variant = "dtp"
+  c.tp.schedule = "parallel"
+  c.tp.inverse_training = "denoising"
+  c.tp.noise_std = 0.1
+  c.tp.step_size = 0.1
+  c.tp.inverse_learning_rate = 1e-4
+  c.tp.inverse_beta_2 = 0.999
+  c.tp.inverse_epsilon = 1e-8
   return c
 
 
@@ -187,7 +213,29 @@ def validate(config):
   if config.optimizer.weight_decay < 0:
     raise ValueError(f"optimizer.weight_decay must be >= 0. Received: "
                      f"{config.optimizer.weight_decay!r}")
+  if "tp" in config:
+    _validate_tp(config.tp)
   return config
+
+
+def _validate_tp(tp):
+  """One-line ValueErrors for the ``tp`` fields (see the module docstring)."""
+  for key, choices in (("variant", TP_VARIANTS), ("schedule", TP_SCHEDULES),
+                       ("inverse_training", TP_INVERSE_TRAININGS)):
+    if tp[key] not in choices:
+      raise ValueError(f"tp.{key} must be one of {choices}. Received: "
+                       f"tp.{key}={tp[key]!r}")
+  checks = (("noise_std", lambda v: v >= 0, ">= 0"),
+            ("step_size", lambda v: v >= 0, ">= 0"),
+            ("inverse_learning_rate", lambda v: v > 0, "> 0"),
+            ("inverse_beta_2", lambda v: 0 <= v < 1, "in [0, 1)"),
+            ("inverse_epsilon", lambda v: v > 0, "> 0"))
+  for key, ok, text in checks:
+    value = tp[key]
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+        or not math.isfinite(value) or not ok(value)):
+      raise ValueError(f"tp.{key} must be a finite number {text}. Received: "
+                       f"tp.{key}={value!r}")
 
 
 def _plain(value):
