@@ -19,3 +19,15 @@ def _fresh_keras_state():
   keras.utils.clear_session(free_memory=False)
   keras.utils.set_random_seed(1234)
   yield
+
+
+@pytest.fixture(scope="session")
+def strategy():
+  """The process's only MirroredStrategy (2 logical CPUs).
+
+  A second MirroredStrategy in the same process collides with the first on
+  collective instance keys, so every mirrored test (any file) uses this one.
+  """
+  devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+  assert len(devices) >= 2, "conftest.py should configure 2 logical CPUs"
+  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

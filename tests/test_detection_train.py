@@ -54,7 +54,7 @@ def test_retinanet_smoke_trains_evaluates_exports_and_plots(tmp_path):
   history = open(os.path.join(workdir, "history.csv")).read()
   assert "train_focal_loss" in history and "eval_AP" in history
 
-  from tfbio.cli import export  # pylint: disable=g-import-not-at-top
+  from tfbio.train import export  # pylint: disable=g-import-not-at-top
   export.export_model(trainer.model, workdir)
   served = tf.saved_model.load(os.path.join(workdir, "export", "saved_model"))
   out = served.serve(tf.zeros((2, 64, 64, 3)))

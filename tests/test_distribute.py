@@ -25,11 +25,7 @@ STEPS = 3
 ATOL = 1e-5
 
 
-@pytest.fixture(scope="session")
-def strategy():
-  devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-  assert len(devices) >= 2, "conftest.py should configure 2 logical CPUs"
-  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+# The session-wide `strategy` fixture lives in conftest.py.
 
 
 def _algorithm(name):

@@ -263,11 +263,10 @@ def test_parallel_schedule_updates_both_every_step():
   assert int(model.inverse_optimizer.iterations.numpy()) == 4
 
 
-def test_alternating_schedule_under_mirrored_strategy():
+def test_alternating_schedule_under_mirrored_strategy(strategy):
   # conftest.py splits the CPU into two logical devices. No optimizer update
   # may sit in graph control flow under tf.distribute: each phase has its
   # own compiled step.
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
   with strategy.scope():
     model = _tp_model("sdtp", schedule="alternating", bp_angle=False)
     model.compile()

@@ -14,31 +14,16 @@ import os  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
+from tfbio.train import export as export_lib  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A tfbio-train workdir.")
 _OUT = flags.DEFINE_string("out", None, "Output directory (default "
                            "WORKDIR/export).")
 
+# Library function (no flags), re-exported for callers of this module.
+export_model = export_lib.export_model
 
-def export_model(model, workdir, out=None):
-  """Writes ``out/saved_model`` and ``out/model.keras``; returns ``out``.
 
-  A detection model (RetinaNet, dict outputs ``class_logits`` /
-  ``box_deltas``) is exported with decoding and NMS in the graph: its
-  ``serve`` signature maps an image batch to ``boxes`` (yxyx pixels of the
-  input), ``scores``, ``classes`` (0-based) and ``num_detections``.
-  """
-  out = out or os.path.join(workdir, "export")
-  os.makedirs(out, exist_ok=True)
-  served = model
-  if isinstance(model.output, dict) and "class_logits" in model.output:
-    from tfbio.models.retinanet import decode  # pylint: disable=g-import-not-at-top
-    served = decode.detection_model(model)
-  served.export(os.path.join(out, "saved_model"), verbose=False)
-  model.save(os.path.join(out, "model.keras"))
-  logging.info("Exported %s/saved_model and %s/model.keras", out, out)
-  return out
 
 
 def main(argv):

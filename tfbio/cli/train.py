@@ -62,7 +62,7 @@ def main(argv):
     common.fail("tfbio-train", e)
   # 6. Export.
   if _EXPORT.value and trainer.is_chief:
-    from tfbio.cli import export  # pylint: disable=g-import-not-at-top
+    from tfbio.train import export  # pylint: disable=g-import-not-at-top
     export.export_model(trainer.model, _WORKDIR.value)
   key = trainer.primary_metric[0]
   logging.info("final %s %.4f", key, metrics[f"final_{key}"])
