@@ -51,22 +51,10 @@ one epoch of 2 steps; the stage=untied smoke needs ``init=`` a stage=tied
 smoke's workdir (it is the warm start that is exercised).
 """
 
-import importlib.util
-import os
 
 from tfbio.train import config as config_lib
+from tfbio.train import config_args as common
 
-
-def _load_common():
-  """configs/ is not a package: loads configs/common.py by its path."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py")
-  spec = importlib.util.spec_from_file_location("tfbio_configs_common", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-common = _load_common()
 
 MODELS = ("simpnet", "deepnet", "deepernet", "deepnet_s")
 ALGOS = ("bp", "bp_hinge", "urfb", "frfb")

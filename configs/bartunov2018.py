@@ -65,22 +65,10 @@ Smoke: the same network on 64 ``digits`` images resized to 28 (MNIST nets),
 32 (CIFAR nets) or 64 (imagenet_lc), batch 16, one epoch of 2 steps.
 """
 
-import importlib.util
-import os
 
 from tfbio.train import config as config_lib
+from tfbio.train import config_args as common
 
-
-def _load_common():
-  """configs/ is not a package: loads configs/common.py by its path."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py")
-  spec = importlib.util.spec_from_file_location("tfbio_configs_common", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-common = _load_common()
 
 ALGOS = ("bp", "dtp", "sdtp")
 TP_SCHEDULES = ("parallel", "alternating")
@@ -154,17 +142,12 @@ def get_config(arg=None):
   c.optimizer.weight_decay = 0.0
   c.schedule.name = "constant"
 
-  # Target propagation: Adam for the inverses, centres of Table 4's domains.
+  # Target propagation: base_config's tp defaults (denoising inverses,
+  # sigma 0.1, alpha 0.1, inverse Adam 1e-4 / 0.999 / 1e-8: inside Table 4).
   if args["algo"] != "bp":
     c.tp.enabled = True
     c.tp.variant = args["algo"]
     c.tp.schedule = args["schedule"]
-    c.tp.inverse_training = "denoising"
-    c.tp.noise_std = 0.1
-    c.tp.step_size = 0.1
-    c.tp.inverse_learning_rate = 1e-4
-    c.tp.inverse_beta_2 = 0.999
-    c.tp.inverse_epsilon = 1e-8
 
   c.checkpoint_every_steps = 1000 if dataset == "imagenet2012" else 500
 

@@ -27,26 +27,15 @@ Recipe (chosen for a 2-core CPU, not from a paper): SGD, momentum 0.9, lr
 minute per algorithm.
 """
 
-import importlib.util
 import os
 
 from tfbio.train import config as config_lib
+from tfbio.train import config_args as common
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 ALGOS = {"bp": ("bp", None), "ss": ("ss", None), "ss_lastbp": ("ss", "bp"),
          "fa": ("fa", None), "fa_lastbp": ("fa", "bp")}
 
-
-def _load_common():
-  """configs/ is not a package: loads configs/common.py by its path."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py")
-  spec = importlib.util.spec_from_file_location("tfbio_configs_common", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-common = _load_common()
 
 
 def _fashion_present():

@@ -65,23 +65,11 @@ small input (28, 32, 32, 48; timit takes the 8x8 images flattened), batch
 16, one epoch of 2 steps.
 """
 
-import importlib.util
-import os
 import re
 
 from tfbio.train import config as config_lib
+from tfbio.train import config_args as common
 
-
-def _load_common():
-  """configs/ is not a package: loads configs/common.py by its path."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py")
-  spec = importlib.util.spec_from_file_location("tfbio_configs_common", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-common = _load_common()
 
 # model: (default dataset, input size, smoke input size); None: flattened.
 MODELS = {

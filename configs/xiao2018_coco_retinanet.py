@@ -40,27 +40,15 @@ the defaults are ``train_split="train2017"``, ``eval_split="val2017"``
 "coco/2017"`` uses a prepared tensorflow-datasets copy for training.
 """
 
-import importlib.util
-import os
 
 from tfbio.train import config as config_lib
+from tfbio.train import config_args as common
 
 ALGOS = {"bp": ("bp", None), "ss": ("ss", None), "ss_lastbp": ("ss", "bp"),
          "fa": ("fa", None), "fa_lastbp": ("fa", "bp")}
 # The ResNet-18 trunk's layer names (tfbio.models.resnet18 = torchvision's).
 BACKBONE_LAYERS = r"conv1|bn1|layer[1-4]_.*"
 
-
-def _load_common():
-  """configs/ is not a package: loads configs/common.py by its path."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py")
-  spec = importlib.util.spec_from_file_location("tfbio_configs_common", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-common = _load_common()
 
 
 def get_config(arg=None):

@@ -33,22 +33,10 @@ at 64x64 (AlexNet's smallest listed input; ResNet-18 takes it too), on 64
 ``digits`` images, batch 16, one epoch of 2 steps.
 """
 
-import importlib.util
-import os
 
 from tfbio.train import config as config_lib
+from tfbio.train import config_args as common
 
-
-def _load_common():
-  """configs/ is not a package: loads configs/common.py by its path."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py")
-  spec = importlib.util.spec_from_file_location("tfbio_configs_common", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-common = _load_common()
 
 MODELS = ("resnet18", "alexnet")
 ALGOS = ("bp", "ss", "ss_lastbp", "fa", "fa_lastbp")

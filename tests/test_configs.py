@@ -15,6 +15,7 @@ from tfbio import feedback as feedback_lib
 from tfbio import models
 from tfbio.models import amit2019
 from tfbio.train import config as config_lib
+from tfbio.train import config_args
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "configs")
@@ -33,7 +34,7 @@ XIAO = _load("xiao2018_imagenet")
 LIAO = _load("liao2016")
 AMIT = _load("amit2019_cifar")
 BARTUNOV = _load("bartunov2018")
-COMMON = _load("common")
+COMMON = config_args
 EXPERIMENTS = {"xiao2018_imagenet": XIAO, "liao2016": LIAO,
                "amit2019_cifar": AMIT, "bartunov2018": BARTUNOV}
 

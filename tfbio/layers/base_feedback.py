@@ -38,6 +38,20 @@ def _check_density(name, value):
   return value
 
 
+def resolve_seed(seed):
+  """``seed``, or a fresh random one for None; ValueError unless an int >= 0.
+
+  The drawn seed is stored (and serialized) so that a saved layer or model
+  draws the same random feedback state again.
+  """
+  if seed is None:
+    seed = random.randint(0, 2**31 - 2)
+  if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+    raise ValueError(f"seed must be a non-negative int. Received: "
+                     f"seed={seed!r}")
+  return seed
+
+
 class BaseFeedbackLayer(keras.layers.Layer):
   """Common machinery of feedback layers. Not used directly.
 
@@ -87,12 +101,7 @@ class BaseFeedbackLayer(keras.layers.Layer):
       raise ValueError(f"sign_fixed must be a bool. Received: "
                        f"sign_fixed={sign_fixed!r}")
     self.sign_fixed = sign_fixed
-    if seed is None:
-      seed = random.randint(0, 2**31 - 2)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-      raise ValueError(f"seed must be a non-negative int. Received: "
-                       f"seed={seed!r}")
-    self.seed = seed
+    self.seed = resolve_seed(seed)
     self.kernel_mask = None
     self.feedback_mask = None
     self.sign_reference = None

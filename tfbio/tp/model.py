@@ -41,12 +41,12 @@ to training the other loss").
 """
 
 import math
-import random
 
 from absl import logging
 import keras
 import tensorflow as tf
 
+from tfbio.layers.base_feedback import resolve_seed
 from tfbio.tp import inverse as inverse_lib
 
 VARIANTS = ("dtp", "sdtp")
@@ -197,12 +197,7 @@ class TargetPropModel(keras.Model):
       raise ValueError(f"bp_angle must be a bool. Received: "
                        f"bp_angle={bp_angle!r}")
     self.bp_angle = bp_angle
-    if seed is None:
-      seed = random.randint(0, 2**31 - 2)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-      raise ValueError(f"seed must be a non-negative int. Received: "
-                       f"seed={seed!r}")
-    self.seed = seed
+    self.seed = resolve_seed(seed)
     self.network = self._build_network(network, input_shape)
     self.blocks = inverse_lib.split_blocks(self.network)
     classifier = self.blocks[-1].layer

@@ -15,17 +15,12 @@ import tensorflow as tf
 
 from tfbio.models.retinanet import anchors as anchors_lib
 from tfbio.models.retinanet import backbone as backbone_lib
+from tfbio.models.registry import check_positive_int
 
 __all__ = ["DETECTION_KEYS", "DecodeDetections", "decode_detections",
            "detection_model"]
 
 DETECTION_KEYS = ("boxes", "scores", "classes", "num_detections")
-
-
-def _check_positive_int(value, what):
-  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-    raise ValueError(f"{what} must be a positive int. Received: "
-                     f"{what}={value!r}")
 
 
 def decode_detections(class_logits, box_deltas, anchors, *, image_size=None,
@@ -54,10 +49,10 @@ def decode_detections(class_logits, box_deltas, anchors, *, image_size=None,
     ``(batch, max_detections)`` (0-based), ``"num_detections"`` int32
     ``(batch,)``; entries past ``num_detections`` are zero.
   """
-  _check_positive_int(max_detections, "max_detections")
-  _check_positive_int(max_detections_per_class, "max_detections_per_class")
+  check_positive_int(max_detections, "max_detections")
+  check_positive_int(max_detections_per_class, "max_detections_per_class")
   if pre_nms_top_k is not None:
-    _check_positive_int(pre_nms_top_k, "pre_nms_top_k")
+    check_positive_int(pre_nms_top_k, "pre_nms_top_k")
   if not 0.0 <= iou_threshold <= 1.0:
     raise ValueError(f"iou_threshold must be in [0, 1]. Received: "
                      f"iou_threshold={iou_threshold!r}")

@@ -1,8 +1,7 @@
 """Helpers shared by the experiment configs (``configs/*.py``).
 
-``configs/`` is not a package: each config loads this file by its path
-(its ``_load_common``), so it works the same under
-``tfbio-train --config=configs/NAME.py:ARGS`` and in tests.
+Each config imports this module (``from tfbio.train import config_args as
+common``): ``configs/`` is not a package, so shared code lives here.
 
 Two helpers:
 
