@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TF_EXTRA ?= cpu
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench reproduce clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,14 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q tests
 
+# Both benchmarks -> docs/results/performance.md (~10 min on 2 cores).
 bench: setup
-	$(PY) bench/step_time.py
+	$(PY) bench/report.py --out=docs/results/performance.md
+
+# The reproduction report (docs/results/README.md; ~60 min on 2 cores,
+# resumable).
+reproduce: setup
+	$(PY) tools/reproduce.py --out=docs/results
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -35,6 +35,8 @@ def test_retinanet_smoke_trains_evaluates_exports_and_plots(tmp_path):
   config.data.image_size = 64
   config.batch_size = 2
   config.steps_per_epoch = 2
+  config.epochs = 1
+  config.log_every_steps = 1
   config.data.max_eval_examples = 4
   assert detection.trainer_class(config) is detection.DetectionTrainer
   workdir = str(tmp_path / "run")

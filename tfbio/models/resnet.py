@@ -71,27 +71,31 @@ def _basic_block(x, filters, strides, plan, name):
   return keras.layers.ReLU(name=f"{name}_relu2")(y)
 
 
-def resnet18_features(inputs, plan, stem="imagenet"):
+def resnet18_features(inputs, plan, stem="imagenet", width=64):
   """The ResNet-18 trunk: ``{"C1": stem output, "C2": ..., "C5": ...}``.
 
   ``C{s+1}`` is the output of stage ``layer{s}`` (strides 4, 8, 16, 32 with
   the ImageNet stem); RetinaNet takes C3-C5 (xiao2018 §3.2). ``plan`` is a
   :class:`tfbio.models.FeedbackPlan`; layer names as in :func:`resnet18`.
+  ``width`` is the stem's and ``layer1``'s filters (64 in ResNet-18; the
+  stages have ``width × (1, 2, 4, 8)``).
   """
   if stem not in STEMS:
     raise ValueError(f"stem must be one of {STEMS}. Received: stem={stem!r}")
+  check_positive_int(width, "width")
   if stem == "imagenet":
     x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
-    x = _conv(64, 7, 2, "valid", plan, "conv1")(x)
+    x = _conv(width, 7, 2, "valid", plan, "conv1")(x)
   else:
-    x = _conv(64, 3, 1, "same", plan, "conv1")(inputs)
+    x = _conv(width, 3, 1, "same", plan, "conv1")(inputs)
   x = _batchnorm("bn1")(x)
   x = keras.layers.ReLU(name="relu")(x)
   features = {"C1": x}
   if stem == "imagenet":
     x = keras.layers.ZeroPadding2D(1, name="maxpool_pad")(x)
     x = keras.layers.MaxPooling2D(3, 2, name="maxpool")(x)
-  for stage, filters in enumerate((64, 128, 256, 512), start=1):
+  for stage, multiple in enumerate((1, 2, 4, 8), start=1):
+    filters = width * multiple
     for block in range(2):
       strides = 2 if stage > 1 and block == 0 else 1
       x = _basic_block(x, filters, strides, plan, f"layer{stage}_{block}")
@@ -103,7 +107,7 @@ def resnet18_features(inputs, plan, stem="imagenet"):
                 input_shape=(224, 224, 3), num_classes=1000,
                 small_input_shape=(32, 32, 3), reference_params=11_689_512)
 def resnet18(num_classes=1000, input_shape=(224, 224, 3), *, stem="imagenet",
-             feedback="bp", last_layer=None, overrides=None):
+             feedback="bp", last_layer=None, overrides=None, width=64):
   """ResNet-18 (He et al. 2016; torchvision layout) as used by xiao2018 §3.1.
 
   ::
@@ -159,6 +163,10 @@ def resnet18(num_classes=1000, input_shape=(224, 224, 3), *, stem="imagenet",
       ``feedback``. ``feedback="ss", last_layer="bp"`` is xiao2018's
       "SS + last layer BP".
     overrides: ``{layer name or regex: algorithm}`` (wins over both).
+    width: filters of the stem and ``layer1`` (64, the paper's ResNet-18);
+      the four stages have ``width × (1, 2, 4, 8)`` and the classifier's
+      fan-in is ``8 × width``. A smaller width (e.g. 16) gives the same
+      topology at a CPU-sized cost (tools/reproduce.py's "small ResNet").
 
   Returns:
     A ``keras.Model`` named ``"resnet18"`` that outputs logits.
@@ -167,7 +175,7 @@ def resnet18(num_classes=1000, input_shape=(224, 224, 3), *, stem="imagenet",
   input_shape = check_input_shape(input_shape)
   plan = FeedbackPlan(feedback, last_layer, overrides)
   inputs = keras.Input(shape=input_shape, name="image")
-  x = resnet18_features(inputs, plan, stem)["C5"]
+  x = resnet18_features(inputs, plan, stem, width)["C5"]
   x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
   bound = 1.0 / math.sqrt(x.shape[-1])
   outputs = layers.Dense(
@@ -182,12 +190,12 @@ def resnet18(num_classes=1000, input_shape=(224, 224, 3), *, stem="imagenet",
 @register_model(source="xiao2018 §3.1 / SPEC §4 (ResNet-18, CIFAR stem)",
                 input_shape=(32, 32, 3), num_classes=10)
 def resnet18_cifar(num_classes=10, input_shape=(32, 32, 3), *,
-                   feedback="bp", last_layer=None, overrides=None):
+                   feedback="bp", last_layer=None, overrides=None, width=64):
   """:func:`resnet18` with the CIFAR stem (3x3/1 conv, no max pool).
 
   The small-image variant of SPEC §4 (11,173,962 trainable parameters at 10
   classes); same layer names as :func:`resnet18` without ``conv1_pad``,
-  ``maxpool_pad`` and ``maxpool``.
+  ``maxpool_pad`` and ``maxpool``. ``width`` as in :func:`resnet18`.
   """
   return resnet18(num_classes, input_shape, stem="cifar", feedback=feedback,
-                  last_layer=last_layer, overrides=overrides)
+                  last_layer=last_layer, overrides=overrides, width=width)

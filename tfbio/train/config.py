@@ -47,12 +47,16 @@ and workers, as the papers state them)::
     optimizer.weight_decay    L2 added to the gradient (PyTorch SGD's
                               coupled form; BatchManhattan's own `d w` term)
     optimizer.setting  BatchManhattan setting 0-3
+    optimizer.clipnorm  0 (off) or clip the global gradient norm to this
+                       (SGD and Adam; Keras' ``global_clipnorm``)
     schedule.name      "constant", "piecewise" (boundaries in epochs) or
                        "step" (divide by `factor` every `every_epochs`)
     schedule.boundaries_epochs / schedule.multipliers (piecewise: the
                        multiplier of the base rate from each boundary on,
                        len(multipliers) == len(boundaries) + 1)
     schedule.every_epochs / schedule.factor (step)
+    schedule.warmup_steps   0 or linear warm-up of any schedule over this
+                       many optimizer steps (Detectron's RetinaNet recipe)
     checkpoint_every_steps    also checkpointed at every epoch end
     alignment          log tfbio.analysis.network_metrics every epoch
     log_every_steps    absl log line cadence inside an epoch
@@ -136,6 +140,7 @@ def base_config():
   c.optimizer.epsilon = 1e-7
   c.optimizer.weight_decay = 0.0
   c.optimizer.setting = 1
+  c.optimizer.clipnorm = 0.0
 
   c.schedule = ml_collections.ConfigDict()
   c.schedule.name = "constant"
@@ -143,6 +148,7 @@ def base_config():
   c.schedule.multipliers = (1.0,)
   c.schedule.every_epochs = 10
   c.schedule.factor = 10.0
+  c.schedule.warmup_steps = 0
 
   c.checkpoint_every_steps = 200
   c.alignment = True
@@ -210,9 +216,14 @@ def validate(config):
     if not config.optimizer[key] > 0:
       raise ValueError(f"optimizer.{key} must be > 0. Received: "
                        f"optimizer.{key}={config.optimizer[key]!r}")
-  if config.optimizer.weight_decay < 0:
-    raise ValueError(f"optimizer.weight_decay must be >= 0. Received: "
-                     f"{config.optimizer.weight_decay!r}")
+  for key in ("weight_decay", "clipnorm"):
+    if not config.optimizer.get(key, 0) >= 0:
+      raise ValueError(f"optimizer.{key} must be >= 0. Received: "
+                       f"optimizer.{key}={config.optimizer[key]!r}")
+  warmup = config.schedule.get("warmup_steps", 0)
+  if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+    raise ValueError(f"schedule.warmup_steps must be an int >= 0. Received: "
+                     f"schedule.warmup_steps={warmup!r}")
   if "tp" in config:
     _validate_tp(config.tp)
   return config

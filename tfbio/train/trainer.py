@@ -50,36 +50,47 @@ class TrainingDiverged(RuntimeError):
 class _LearningRate(keras.optimizers.schedules.LearningRateSchedule):
   """Base rate × lr_mult × the schedule's multiplier at the step's epoch."""
 
-  def __init__(self, base, boundaries_steps, multipliers):
+  def __init__(self, base, boundaries_steps, multipliers, warmup_steps=0):
     self.base = float(base)
     self.boundaries_steps = [int(b) for b in boundaries_steps]
     self.multipliers = [float(m) for m in multipliers]
+    self.warmup_steps = int(warmup_steps)
 
   def __call__(self, step):
     if not self.boundaries_steps:
-      return tf.constant(self.base * self.multipliers[0], tf.float32)
-    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
-        self.boundaries_steps, [self.base * m for m in self.multipliers])
-    return schedule(step)
+      rate = tf.constant(self.base * self.multipliers[0], tf.float32)
+    else:
+      schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+          self.boundaries_steps, [self.base * m for m in self.multipliers])
+      rate = tf.cast(schedule(step), tf.float32)
+    if self.warmup_steps:
+      # Linear warm-up from base/warmup_steps to the schedule's rate.
+      ramp = tf.minimum(
+          1.0, (tf.cast(step, tf.float32) + 1.0) / float(self.warmup_steps))
+      rate = rate * ramp
+    return rate
 
   def get_config(self):
     return {"base": self.base, "boundaries_steps": self.boundaries_steps,
-            "multipliers": self.multipliers}
+            "multipliers": self.multipliers,
+            "warmup_steps": self.warmup_steps}
 
 
 def learning_rate_schedule(config, steps_per_epoch):
   """The config's schedule as a Keras schedule over optimizer steps."""
   opt, sch = config.optimizer, config.schedule
   base = opt.learning_rate * opt.lr_mult
+  warmup = sch.get("warmup_steps", 0)
   if sch.name == "constant":
-    return _LearningRate(base, [], [1.0])
+    return _LearningRate(base, [], [1.0], warmup)
   if sch.name == "piecewise":
     return _LearningRate(
         base, [b * steps_per_epoch for b in sch.boundaries_epochs],
-        sch.multipliers)
+        sch.multipliers, warmup)
   boundaries = list(range(sch.every_epochs, config.epochs, sch.every_epochs))
   return _LearningRate(base, [b * steps_per_epoch for b in boundaries],
-                       [sch.factor ** -i for i in range(len(boundaries) + 1)])
+                       [sch.factor ** -i for i in range(len(boundaries) + 1)],
+                       warmup)
 
 
 def make_optimizer(config, steps_per_epoch):
@@ -87,12 +98,14 @@ def make_optimizer(config, steps_per_epoch):
 
   opt = config.optimizer
   lr = learning_rate_schedule(config, steps_per_epoch)
+  clipnorm = opt.get("clipnorm", 0.0)
+  clip = {"global_clipnorm": clipnorm} if clipnorm else {}
   if opt.name == "sgd":
     return keras.optimizers.SGD(lr, momentum=opt.momentum,
-                                nesterov=opt.nesterov)
+                                nesterov=opt.nesterov, **clip)
   if opt.name == "adam":
     return keras.optimizers.Adam(lr, beta_1=opt.beta_1, beta_2=opt.beta_2,
-                                 epsilon=opt.epsilon)
+                                 epsilon=opt.epsilon, **clip)
   return optimizers.BatchManhattan(lr, momentum=opt.momentum,
                                    weight_decay=opt.weight_decay,
                                    setting=opt.setting)
