@@ -1167,7 +1167,8 @@ def write_report(claims, res, seeds, minutes, out_dir, command):
       f"This invocation took {minutes:.1f} min; the {len(run_rows)} "
       f"training runs behind the report took {run_minutes:.1f} "
       f"worker-minutes in all. Re-run the same command to regenerate "
-      "(finished runs are reused; delete `runs/` to start over).",
+      "(finished runs are reused; delete `runs/` to start over). "
+      "`runs.csv` lists every run behind the tables.",
       "",
       "Each claim of the four seed papers is checked at CPU scale on "
       + (f"Fashion-MNIST (first {OPTS.train_examples:,} training / "
@@ -1203,7 +1204,23 @@ def write_report(claims, res, seeds, minutes, out_dir, command):
   ]
   with open(os.path.join(out_dir, "README.md"), "w", encoding="utf-8") as f:
     f.write("\n".join(text))
+  _write_runs_csv(res, os.path.join(out_dir, "runs.csv"))
   return verdicts
+
+
+def _write_runs_csv(res, path):
+  """One row per run behind the report (runs/ itself is not committed)."""
+  import csv  # pylint: disable=g-import-not-at-top
+  keys = ("cell", "seed", "lr_mult", "status", "final_eval_error",
+          "best_eval_error", "seconds")
+  with open(path, "w", newline="", encoding="utf-8") as f:
+    writer = csv.writer(f)
+    writer.writerow(keys)
+    for key in sorted((k for k in res.rows if k[0] != "linear"),
+                      key=lambda k: (k[0], k[1])):
+      row = res.rows[key]
+      writer.writerow([row.get(k, "") if not isinstance(row.get(k), float)
+                       else f"{row[k]:.4g}" for k in keys])
 
 
 def main(argv):
