@@ -24,7 +24,7 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q tests
 
-# Both benchmarks -> docs/results/performance.md (~10 min on 2 cores).
+# Both benchmarks -> docs/results/performance.md (~8 min on 2 cores).
 bench: setup
 	$(PY) bench/report.py --out=docs/results/performance.md
 

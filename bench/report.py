@@ -2,7 +2,7 @@ r"""Runs both benchmarks and writes ``docs/results/performance.md``.
 
 One command for the performance page of the reproduction report:
 
-    .venv/bin/python bench/report.py                     # ~10 min, 2 cores
+    .venv/bin/python bench/report.py                     # ~8 min, 2 cores
     .venv/bin/python bench/report.py --out=/tmp/perf.md --quick   # ~2 min
 
 It runs, each in its own subprocess (a quiet machine matters more than
@@ -88,8 +88,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   quick = FLAGS.quick
-  step_args = ["--xla=off", f"--rounds={3 if quick else 7}",
-               f"--steps={3 if quick else 5}", "--warmup=2"]
+  step_args = ["--xla=off", f"--rounds={2 if quick else 5}",
+               f"--steps={2 if quick else 3}", "--warmup=2"]
   lc_args = [f"--rounds={3 if quick else 7}",
              f"--mem_repeats={1 if quick else 2}"]
   out = os.path.abspath(FLAGS.out)
