@@ -474,11 +474,7 @@ class XiaoAlignment(Claim):
     more = ax2.get_legend_handles_labels()
     ax1.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7)
     ax1.set_title("xiao2018 Fig. 3(a) analogue: liao2016 CNN, Fashion-MNIST")
-    fig.tight_layout()
-    path = os.path.join(out_dir, "xiao2018_fig3_alignment.png")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return [path]
+    return [_save(fig, os.path.join(out_dir, "xiao2018_fig3_alignment.png"))]
 
 
 class Liao2016A(Claim):
@@ -575,11 +571,7 @@ class Liao2016B(Claim):
     ax.set_ylabel("test error % (mean ± std)")
     ax.set_title("liao2016 Exp. B at CPU scale (Fashion-MNIST)")
     ax.legend()
-    fig.tight_layout()
-    path = os.path.join(out_dir, "liao2016_exp_b.png")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return [path]
+    return [_save(fig, os.path.join(out_dir, "liao2016_exp_b.png"))]
 
 
 class Liao2016C2(Claim):
@@ -706,11 +698,8 @@ class Amit2019(Claim):
     axes[0].legend()
     fig.suptitle("amit2019 Fig. 10 analogue (Fashion-MNIST; one line per "
                  "seed)")
-    fig.tight_layout()
-    path = os.path.join(out_dir, "amit2019_fig10_correlation.png")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(_save(fig, os.path.join(out_dir,
+                                         "amit2019_fig10_correlation.png")))
     groups = {net: [(CELLS[f"amit-{net}-{a}"].label,
                      res.errors(f"amit-{net}-{a}", seeds))
                     for a in ("bp", "bp_hinge", "urfb", "frfb", "urfb-d50",
@@ -823,9 +812,14 @@ def _bar_plot(groups, path, title, rotate=False):
     ax.set_title(group)
     ax.set_ylabel("test error % (mean ± std)")
   fig.suptitle(title)
+  return _save(fig, path)
+
+
+def _save(fig, path):
+  """Lays out, writes (PNG, 100 dpi) and closes ``fig``; returns ``path``."""
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _pyplot().close(fig)
   return path
 
 
