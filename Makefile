@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TF_EXTRA ?= cpu
 
-.PHONY: setup demo test bench reproduce clean
+.PHONY: setup demo test test-apps bench reproduce clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# Every keras.applications model (tests/test_applications.py, slow_apps
+# included): tfbio.convert(strict=True) + one SS step each.
+test-apps: setup
+	TFBIO_ALL_APPS=1 $(PY) -m pytest -q tests/test_applications.py
 
 # Both benchmarks -> docs/results/performance.md (~8 min on 2 cores).
 bench: setup

@@ -163,8 +163,11 @@ def analytic_bytes(shape_name, implementation, layer, step_minimum=False):
   With ``step_minimum``, what one forward + backward step cannot do without:
   those, plus the gradients of the kernel, bias, input and output.
   """
-  (h, w, c), filters, kernel, stride, _, _ = SHAPES[shape_name]
-  out_h, out_w = -(-h // stride), -(-w // stride)  # SAME.
+  from tfbio.utils.geometry import conv_output_length  # pylint: disable=g-import-not-at-top
+
+  (h, w, c), filters, kernel, stride, padding, _ = SHAPES[shape_name]
+  out_h = conv_output_length(h, kernel, stride, padding)
+  out_w = conv_output_length(w, kernel, stride, padding)
   taps = kernel * kernel * c
   if implementation == "conv":
     weights = taps * filters + filters

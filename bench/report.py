@@ -23,7 +23,6 @@ takes fewer rounds (figures noisier; for checking the pipeline).
 
 import datetime
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -33,36 +32,18 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from tfbio.experiments import machine
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FLAGS = flags.FLAGS
 
 
 def _define_flags():
-  """Flags, only when run as a program (tools/reproduce.py imports
-  :func:`machine` from this file)."""
+  """Flags, only when run as a program."""
   flags.DEFINE_string("out", os.path.join("docs", "results", "performance.md"),
                       "Markdown file to write.")
   flags.DEFINE_bool("quick", False, "Fewer rounds (a pipeline check).")
-
-
-def machine():
-  """One line: CPU model, cores, memory, Python, TensorFlow."""
-  cpu, mem = platform.machine(), "?"
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      cpu = next((line.split(":", 1)[1].strip() for line in f
-                  if line.startswith("model name")), cpu)
-    with open("/proc/meminfo", encoding="utf-8") as f:
-      kib = int(next(line.split()[1] for line in f
-                     if line.startswith("MemTotal")))
-      mem = f"{kib / 2**20:.0f} GiB"
-  except (OSError, StopIteration, ValueError):
-    pass
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return (f"{cpu}, {os.cpu_count()} cores, {mem} RAM, {platform.system()}, "
-          f"Python {platform.python_version()}, TensorFlow {tf.__version__} "
-          f"(CPU)")
 
 
 def _run(script, args, out_md):
@@ -100,7 +81,7 @@ def main(argv):
 
 Written by `python bench/report.py{' --quick' if quick else ''}` on
 {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, machine:
-{machine()}. Figures are medians over rounds; on a busy machine they are
+{machine.machine()}. Figures are medians over rounds; on a busy machine they are
 noisy (run-to-run noise here is about ±5 %).
 
 ## Training step of each feedback algorithm vs back-propagation

@@ -41,10 +41,17 @@ from absl import logging
 
 FLAGS = flags.FLAGS
 
-MODELS = ("liao2016_mnist", "resnet18_cifar")
+# Registry models (their own input shape, 10 classes), Keras models converted
+# with tfbio.convert (every layer type: see _keras_model) and the defaults.
+REGISTRY = ("liao2016_mnist", "resnet18_cifar", "resnet20", "le_net_mnist",
+            "vit_tiny")
+KERAS = ("mobilenetv2", "conv1d", "conv3d", "transpose", "separable")
+MODELS = REGISTRY + KERAS
+DEFAULT_MODELS = ("liao2016_mnist", "resnet18_cifar")
 FLIP_PROB = 0.5
 
-flags.DEFINE_list("models", list(MODELS), f"Models to time, from {MODELS}.")
+flags.DEFINE_list("models", list(DEFAULT_MODELS),
+                  f"Models to time, from {MODELS}.")
 flags.DEFINE_list("algorithms", None,
                   "Feedback algorithms to time (default: all of "
                   "tfbio.feedback.names()); bp is always added as reference.")
@@ -67,19 +74,68 @@ flags.DEFINE_string("out", None, "Optional output file: .json for JSON, "
 # -- models and steps --------------------------------------------------------
 
 
+def _keras_model(name):
+  """A Keras model (before conversion) exercising tfbio's other layer types.
+
+  ``mobilenetv2``: keras.applications.MobileNetV2 at 32x32 (Conv2D,
+  DepthwiseConv2D, Dense); ``conv1d``: Conv1D + DepthwiseConv1D on
+  (64, 16) sequences; ``conv3d``: Conv3D on 8x16x16x3 volumes;
+  ``transpose``: Conv2D down, Conv2DTranspose up (and Conv1DTranspose /
+  Conv3DTranspose are the same op family); ``separable``: SeparableConv2D
+  (both kernels) and an EinsumDense head.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+
+  L = keras.layers  # pylint: disable=invalid-name
+  if name == "mobilenetv2":
+    shape = (32, 32, 3)
+    return keras.applications.MobileNetV2(
+        weights=None, input_shape=shape, classes=10,
+        classifier_activation=None), shape
+  if name == "conv1d":
+    shape = (64, 16)
+    layers = [L.Conv1D(64, 5, padding="same", activation="relu"),
+              L.DepthwiseConv1D(5, padding="same", activation="relu"),
+              L.Conv1D(64, 3, strides=2, activation="relu"),
+              L.GlobalAveragePooling1D(), L.Dense(10)]
+  elif name == "conv3d":
+    shape = (8, 16, 16, 3)
+    layers = [L.Conv3D(32, 3, padding="same", activation="relu"),
+              L.Conv3D(32, 3, strides=2, activation="relu"),
+              L.GlobalAveragePooling3D(), L.Dense(10)]
+  elif name == "transpose":
+    shape = (32, 32, 3)
+    layers = [L.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
+              L.Conv2DTranspose(32, 3, strides=2, padding="same",
+                                activation="relu"),
+              L.Conv2D(16, 3, strides=2, activation="relu"),
+              L.GlobalAveragePooling2D(), L.Dense(10)]
+  elif name == "separable":
+    shape = (32, 32, 3)
+    layers = [L.SeparableConv2D(64, 3, padding="same", activation="relu"),
+              L.SeparableConv2D(64, 3, strides=2, activation="relu"),
+              L.GlobalAveragePooling2D(),
+              L.EinsumDense("ab,bc->ac", output_shape=10, bias_axes="c")]
+  else:
+    raise ValueError(f"Unknown model {name!r}; known: {MODELS}")
+  return keras.Sequential([keras.Input(shape)] + layers), shape
+
+
 def build_model(model_name, algorithm):
   """(model, input shape) for a model name of MODELS."""
+  import tfbio  # pylint: disable=g-import-not-at-top
   from tfbio import models  # pylint: disable=g-import-not-at-top
 
-  if model_name == "liao2016_mnist":
-    shape = (28, 28, 1)
-    return models.liao2016_mnist(num_classes=10, input_shape=shape,
-                                 feedback=algorithm), shape
   if model_name == "resnet18_cifar":
     shape = (32, 32, 3)
     return models.resnet18(num_classes=10, input_shape=shape, stem="cifar",
                            feedback=algorithm), shape
-  raise ValueError(f"Unknown model {model_name!r}; known: {MODELS}")
+  if model_name in REGISTRY:
+    shape = tuple(models.model_info(model_name).input_shape)
+    return models.create_model(model_name, num_classes=10, input_shape=shape,
+                               feedback=algorithm), shape
+  base, shape = _keras_model(model_name)
+  return tfbio.convert(base, algorithm, strict=True), shape
 
 
 def algorithm_spec(name):

@@ -6,7 +6,7 @@ architectures", §3 (3.1 MNIST, 3.2 CIFAR-10, 3.3 ImageNet; the
 "Backpropagation", "DTP" and "SDTP" rows of Tables 1-3) and appendix
 Table 4. ``algo=bp`` (default) trains with ``tfbio.train.Trainer``;
 ``algo=dtp|sdtp`` sets ``tp.enabled`` and trains by target propagation
-(``tfbio.train.tp_trainer``, SPEC §6).
+(``tfbio.train.tp_trainer``, docs/algorithms.md §6).
 
     tfbio-train --config=configs/bartunov2018.py:model=cifar_lc,augment=1 \
         --workdir=/tmp/run
@@ -26,7 +26,7 @@ Arguments (``key=value``, comma separated):
     conv     0 (default) | 1: *_lc only, the "convolutional analog of the
              LC network" (§3.2: 31.23 % / 34.37 % train / test error)
     algo     bp (default) | dtp | sdtp (target propagation, denoising
-             inverses, SPEC §6)
+             inverses, docs/algorithms.md §6)
     schedule parallel (default) | alternating: dtp/sdtp only, both losses
              every step, or one epoch each ("alternating" in §3.1)
     smoke    0 | 1
@@ -134,13 +134,7 @@ def get_config(arg=None):
   c.batch_size = 100
   c.epochs = epochs
   c.loss.name = "softmax"
-  c.optimizer.name = "adam"
-  c.optimizer.learning_rate = 1e-4
-  c.optimizer.beta_1 = 0.9
-  c.optimizer.beta_2 = 0.999
-  c.optimizer.epsilon = 1e-8
-  c.optimizer.weight_decay = 0.0
-  c.schedule.name = "constant"
+  common.set_adam(c, 1e-4)
 
   # Target propagation: base_config's tp defaults (denoising inverses,
   # sigma 0.1, alpha 0.1, inverse Adam 1e-4 / 0.999 / 1e-8: inside Table 4).

@@ -27,20 +27,12 @@ Recipe (chosen for a 2-core CPU, not from a paper): SGD, momentum 0.9, lr
 minute per algorithm.
 """
 
-import os
-
+from tfbio import data as data_lib
 from tfbio.train import config as config_lib
 from tfbio.train import config_args as common
 
-FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 ALGOS = {"bp": ("bp", None), "ss": ("ss", None), "ss_lastbp": ("ss", "bp"),
          "fa": ("fa", None), "fa_lastbp": ("fa", "bp")}
-
-
-
-def _fashion_present():
-  return os.path.isdir(FASHION_DIR) and any(
-      name.startswith("train-images") for name in os.listdir(FASHION_DIR))
 
 
 def get_config(arg=None):
@@ -49,7 +41,7 @@ def get_config(arg=None):
                                    "data": ("auto", "digits", "fashion")})
   data = args["data"]
   if data == "auto":
-    data = "fashion" if _fashion_present() else "digits"
+    data = "fashion" if data_lib.fashion_mnist_idx_present() else "digits"
   c = config_lib.base_config()
   c.model.name = "liao2016_mnist"
   c.feedback, last = ALGOS[args["algo"]]

@@ -36,20 +36,20 @@ Arguments (``key=value``, comma separated):
     smoke     0 | 1
 
 Condition names: ``X`` is the feedback of every layer (sgd: backprop; usf,
-nusf, brsf, frsf, rndf as SPEC §1, rndf with σ = 0.05), ``_bn`` adds
-liao2016's affine-free batch norm after every hidden layer
+nusf, brsf, frsf, rndf as docs/algorithms.md §1, rndf with σ = 0.05),
+``_bn`` adds liao2016's affine-free batch norm after every hidden layer
 (``model.kwargs.batchnorm``), ``_bm`` swaps SGD for Batch Manhattan setting 1
 (§3: "By default, we used setting 1 for BM throughout the Experiments A, B,
 C1 and C2").
 
-Exp. B flips: Table 3's percentages are "the probability of having
-different signs ... from the feedforward ones" (100 % = every sign flipped,
-50 % = random signs). tfbio's ``flip_prob`` is that same probability (SPEC
-§1: "the probability that a feedback sign disagrees"), so ``brsf_p25_bn_bm``
-is ``{"name": "brsf_p", "flip_prob": 0.25}``, no conversion. (The text of
-Exp. B speaks of "the probability p of concordance"; the table caption and
-SPEC decide.) Exp. B is run with BN and BM, like its "Same Sign
-(brSF+BN+BM)" column.
+Exp. B flips: Table 3's percentages are "the probability of having different
+signs ... from the feedforward ones" (100 % = every sign flipped, 50 % = random
+signs). tfbio's ``flip_prob`` is that same probability (docs/algorithms.md §1:
+"the probability that a feedback sign *disagrees*"), so ``brsf_p25_bn_bm`` is
+``{"name": "brsf_p", "flip_prob": 0.25}``, no conversion. (The text of Exp. B
+speaks of "the probability p of concordance"; the table caption and liao2016
+§2's definition of ``S_p`` decide; docs/algorithms.md §1.) Exp. B is run with BN
+and BM, like its "Same Sign (brSF+BN+BM)" column.
 
 Recipe (§5 "Training Details"): batch 100, SGD momentum 0.9, 65 epochs,
 base learning rate 5e-4 for epochs 1-50, 5e-5 for 51-60, 5e-6 for 61-65

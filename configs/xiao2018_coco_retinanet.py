@@ -26,14 +26,14 @@ everywhere else"; the paper compares the box, focal and total training loss
 Arguments: ``algo`` bp (default) | ss_lastbp | fa_lastbp (also ss, fa: every
 layer); ``smoke`` 0 | 1.
 
-Recipe (SPEC §5, xiao2018 §3.2 as extracted): SGD lr 0.01, momentum 0.9,
-weight decay 1e-3 -- **uncertain**: the extraction reads "1e-3" where the
-RetinaNet/Detectron default is 1e-4; check against the paper before a real
-run --, 40k iterations at batch 8 (here 20 epochs x 2,000 steps), lr ÷10 at
-20k (epoch 10), images resized to 512 (aspect kept, padded), horizontal
-flips. Backbone: ``init.path`` = an ImageNet run of
-``configs/xiao2018_imagenet.py`` with the same algorithm (weights copied by
-layer name; ``init.layers`` matches the ResNet-18 layers).
+Recipe (docs/algorithms.md §5, xiao2018 §3.2 as extracted): SGD lr 0.01,
+momentum 0.9, weight decay 1e-3 -- **uncertain**: the extraction reads "1e-3"
+where the RetinaNet/Detectron default is 1e-4; check against the paper before a
+real run --, 40k iterations at batch 8 (here 20 epochs x 2,000 steps), lr ÷10 at
+20k (epoch 10), images resized to 512 (aspect kept, padded), horizontal flips.
+Backbone: ``init.path`` = an ImageNet run of ``configs/xiao2018_imagenet.py``
+with the same algorithm (weights copied by layer name; ``init.layers`` matches
+the ResNet-18 layers).
 
 Data: ``data.name="coco"`` reads a COCO-format directory
 (``data.data_dir``) with ``annotations_{split}.json`` or

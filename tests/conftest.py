@@ -14,6 +14,23 @@ tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "slow_apps: an expensive keras.applications model "
+      "(tests/test_applications.py); skipped unless TFBIO_ALL_APPS=1 "
+      "(make test-apps)")
+
+
+def pytest_collection_modifyitems(config, items):
+  if os.environ.get("TFBIO_ALL_APPS") == "1":
+    return
+  skip = pytest.mark.skip(reason="slow_apps: set TFBIO_ALL_APPS=1 "
+                          "(make test-apps) to run it")
+  for item in items:
+    if "slow_apps" in item.keywords:
+      item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
   keras.utils.clear_session(free_memory=False)

@@ -50,10 +50,6 @@ def _fresh_keras_state():
   yield
 
 
-def _plain(value):
-  return value.to_dict() if hasattr(value, "to_dict") else value
-
-
 # -- every variant validates --------------------------------------------------
 
 _VARIANTS = (
@@ -146,9 +142,9 @@ def test_smoke_is_small_offline_and_the_model_accepts_its_input(name, arg):
   shape = (size, size, 1) if size else (8, 8, 1)
   model = models.create_model(
       config.model.name, num_classes=10, input_shape=shape,
-      feedback=_plain(config.feedback), last_layer=config.last_layer,
-      overrides=_plain(config.overrides) or None,
-      **_plain(config.model.kwargs))
+      feedback=config_lib.plain(config.feedback), last_layer=config.last_layer,
+      overrides=config_lib.plain(config.overrides) or None,
+      **config_lib.plain(config.model.kwargs))
   assert model.output_shape == (None, 10)
 
 
@@ -221,9 +217,9 @@ def test_liao2016_conditions(algo, feedback, bn, bm):
 def test_liao2016_exp_b_flip_probability_is_table3_percentage(family,
                                                               percent):
   config = LIAO.get_config(f"algo={family}_p{percent}_bn_bm")
-  assert _plain(config.feedback) == {"name": f"{family}_p",
+  assert config_lib.plain(config.feedback) == {"name": f"{family}_p",
                                      "flip_prob": percent / 100}
-  algo = feedback_lib.get(_plain(config.feedback))
+  algo = feedback_lib.get(config_lib.plain(config.feedback))
   assert algo.name == f"{family}_p"
   assert algo.flip_prob == pytest.approx(percent / 100)
   assert config.model.kwargs.batchnorm

@@ -3,8 +3,10 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tfbio
+from tfbio.convert import format_table
 
 CONVERTIBLE = (keras.layers.Dense, keras.layers.Conv2D)
 
@@ -97,7 +99,13 @@ def _check_converted(original, converted, algorithms):
   assert len(old_layers) == len(new_layers)
   n_converted = 0
   for old, new in zip(old_layers, new_layers):
-    assert new is not old
+    # Layers without weights are reused as they are; the others (and the
+    # input layers, which clone_model makes) are copies.
+    if (old.weights or type(old) in CONVERTIBLE
+        or isinstance(old, keras.layers.InputLayer)):
+      assert new is not old, old.name
+    else:
+      assert new is old, old.name
     assert new.name == old.name
     if type(old) in CONVERTIBLE:
       n_converted += 1
@@ -383,3 +391,185 @@ def test_converted_model_keras_round_trip(tmp_path):
   assert len(loaded.weights) == len(converted.weights)
   np.testing.assert_array_equal(loaded.predict(x, verbose=0),
                                 converted.predict(x, verbose=0))
+
+
+# -- every kernel layer type, layers left alone, the table -------------------
+
+
+def _walk_paths(model, prefix=""):
+  for layer in model.layers:
+    yield prefix + layer.name, layer
+    if isinstance(layer, keras.Model):
+      yield from _walk_paths(layer, prefix + layer.name + "/")
+
+
+def test_lambda_layers_are_reused_and_predictions_identical():
+  """ResNet-20's option-A shortcut: a Lambda (which safe mode refuses to
+  re-create) stays the very same object."""
+  inputs = keras.Input((8, 8, 4))
+  x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+  shortcut = keras.layers.Lambda(
+      lambda t: keras.ops.pad(t[:, ::2, ::2, :], [[0, 0], [0, 0], [0, 0],
+                                                   [2, 2]]), name="option_a")(x)
+  y = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="conv2")(x)
+  y = keras.layers.Add(name="add")([y, shortcut])
+  outputs = keras.layers.Dense(3, name="predictions")(
+      keras.layers.GlobalAveragePooling2D(name="pool")(y))
+  model = keras.Model(inputs, outputs)
+  _randomize(model, 3)
+  snapshot = _snapshot(model)
+  x = _inputs(2, (8, 8, 4))
+
+  converted = tfbio.convert(model, "fa")
+
+  assert converted.get_layer("option_a") is model.get_layer("option_a")
+  assert isinstance(converted.get_layer("conv2"), tfbio.layers.Conv2D)
+  np.testing.assert_allclose(converted.predict(x, verbose=0),
+                             model.predict(x, verbose=0), rtol=0, atol=1e-5)
+  _assert_unchanged(model, snapshot)
+
+
+def _all_types_model():
+  inputs = keras.Input((6, 6, 3), name="image")
+  x = keras.layers.SeparableConv2D(4, 3, padding="same", name="sep")(inputs)
+  x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+  x = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same",
+                                   name="up")(x)
+  x = keras.layers.Reshape((12 * 12, 4), name="tokens")(x)
+  x = keras.layers.Conv1D(6, 3, padding="same", name="conv1d")(x)
+  x = keras.layers.LayerNormalization(name="ln")(x)
+  x = keras.layers.MultiHeadAttention(2, 3, name="mha")(x, x)
+  x = keras.layers.EinsumDense("abc,cd->abd", (None, 5), bias_axes="d",
+                               name="einsum")(x)
+  outputs = keras.layers.Dense(3, name="predictions")(
+      keras.layers.GlobalAveragePooling1D(name="pool")(x))
+  model = keras.Model(inputs, outputs)
+  _randomize(model, 4)
+  return model
+
+
+def test_convert_every_layer_type_and_table():
+  model = _all_types_model()
+  snapshot = _snapshot(model)
+  x = _inputs(2, (6, 6, 3))
+  expected = model.predict(x, verbose=0)
+
+  converted, table = tfbio.convert(
+      model, "ss", overrides={"predictions": "bp", "mha": "urfb"},
+      return_table=True)
+
+  expected_types = {
+      "sep": tfbio.layers.SeparableConv2D, "dw": tfbio.layers.DepthwiseConv2D,
+      "up": tfbio.layers.Conv2DTranspose, "conv1d": tfbio.layers.Conv1D,
+      "mha": tfbio.layers.MultiHeadAttention,
+      "einsum": tfbio.layers.EinsumDense, "predictions": tfbio.layers.Dense}
+  for name, cls in expected_types.items():
+    assert type(converted.get_layer(name)) is cls, name
+  mha = converted.get_layer("mha")
+  for sub in mha.feedback_layers.values():
+    assert sub.feedback.name == "urfb"
+  old_mha = model.get_layer("mha")
+  for attr in ("query_dense", "key_dense", "value_dense", "output_dense"):
+    np.testing.assert_array_equal(getattr(mha, attr).kernel.numpy(),
+                                  getattr(old_mha, attr).kernel.numpy())
+  np.testing.assert_allclose(converted.predict(x, verbose=0), expected,
+                             rtol=0, atol=1e-5)
+  _assert_unchanged(model, snapshot)
+
+  # The table: every layer (by path, in order), then MHA's projections.
+  layers = [row.layer for row in table]
+  walked = [p for p, _ in _walk_paths(model)]
+  assert [l for l in layers if "/" not in l] == walked
+  assert [l for l in layers if l.startswith("mha/")] == [
+      "mha/query", "mha/key", "mha/value", "mha/attention_output"]
+  rows = {row.layer: row for row in table}
+  for name in expected_types:
+    assert rows[name].status == "converted", name
+    assert rows[name].type.endswith(f"tfbio.{expected_types[name].__name__}")
+  assert rows["predictions"].algorithm == "bp"
+  assert rows["mha"].algorithm == rows["mha/query"].algorithm == "urfb"
+  assert rows["sep"].algorithm == "ss"
+  assert rows["ln"].status == "copied" and rows["ln"].algorithm == "-"
+  assert rows["tokens"].status == "kept"
+  assert rows["image"].status == "input"
+  text = format_table(table)
+  assert "7 layers converted" in text and "0 kernel layers not" in text
+
+
+class _CustomKernelLayer(keras.layers.Layer):
+  """A custom layer with a kernel, whose config cannot re-create it."""
+
+  def __init__(self, units, scale_fn, **kwargs):
+    super().__init__(**kwargs)
+    self.units = units
+    self.scale_fn = scale_fn  # not serializable: no get_config
+
+  def build(self, input_shape):
+    self.kernel = self.add_weight(name="kernel",
+                                  shape=(input_shape[-1], self.units))
+
+  def call(self, inputs):
+    return self.scale_fn(keras.ops.matmul(inputs, self.kernel))
+
+
+def test_unsupported_kernel_layers_warn_or_raise():
+  inputs = keras.Input((6, 6, 4))
+  x = keras.layers.Conv2D(4, 3, groups=2, name="grouped")(inputs)
+  x = keras.layers.Reshape((16, 4))(x)
+  x = keras.layers.SimpleRNN(3, name="rnn")(x)
+  x = _CustomKernelLayer(3, lambda t: 2 * t, name="custom")(x)
+  outputs = keras.layers.Dense(2, name="predictions")(x)
+  model = keras.Model(inputs, outputs)
+  x = _inputs(2, (6, 6, 4))
+  expected = model.predict(x, verbose=0)
+
+  with pytest.raises(ValueError, match="grouped.*rnn.*custom"):
+    tfbio.convert(model, "ss", strict=True)
+  with pytest.warns(UserWarning, match="grouped") as record:
+    converted, table = tfbio.convert(model, "ss", return_table=True)
+  assert "'rnn'" in str(record[0].message)
+  assert "'custom'" in str(record[0].message)
+  assert type(converted.get_layer("grouped")) is keras.layers.Conv2D
+  assert type(converted.get_layer("rnn")) is keras.layers.SimpleRNN
+  # Its config cannot re-create it: the very object is reused.
+  assert converted.get_layer("custom") is model.get_layer("custom")
+  assert isinstance(converted.get_layer("predictions"), tfbio.layers.Dense)
+  rows = {row.layer: row for row in table}
+  assert rows["grouped"].status == (
+      "NOT CONVERTED: grouped convolution (groups=2) (copied)")
+  assert rows["rnn"].status.startswith("NOT CONVERTED")
+  assert rows["custom"].status.endswith("(shared)")
+  assert rows["predictions"].status == "converted"
+  np.testing.assert_allclose(converted.predict(x, verbose=0), expected,
+                             rtol=0, atol=1e-5)
+
+
+def test_convert_mobilenet_v2():
+  base = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3),
+                                        classes=10)
+  x = _inputs(2, (32, 32, 3), seed=11)
+  expected = np.array(base(x, training=False))
+
+  model, table = tfbio.convert(base, "ss", return_table=True)
+
+  types = [type(layer) for layer in _walk(model)]
+  assert types.count(tfbio.layers.DepthwiseConv2D) == 17
+  assert keras.layers.DepthwiseConv2D not in types
+  assert keras.layers.Conv2D not in types
+  assert not [r for r in table if r.status.startswith("NOT CONVERTED")]
+  assert sum(r.status == "converted" for r in table) == 53
+  assert all(r.algorithm == "ss" for r in table if r.status == "converted")
+  np.testing.assert_allclose(np.array(model(x, training=False)), expected,
+                             rtol=0, atol=1e-5)
+  # One SS training step (eager: cheaper than compiling the whole net).
+  optimizer = keras.optimizers.SGD(0.01)
+  with tf.GradientTape() as tape:
+    loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
+        np.arange(2), model(x, training=True)))
+  grads = tape.gradient(loss, model.trainable_weights)
+  assert np.isfinite(float(loss))
+  for g, v in zip(grads, model.trainable_weights):
+    assert np.all(np.isfinite(np.array(g))), v.path
+  optimizer.apply(grads, model.trainable_weights)
+  for v in model.trainable_weights:
+    assert np.all(np.isfinite(v.numpy())), v.path

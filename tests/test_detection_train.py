@@ -8,7 +8,9 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from tfbio.experiments import search
 from tfbio.train import detection
+from tfbio.train import run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,23 +32,27 @@ def test_retinanet_smoke_trains_evaluates_exports_and_plots(tmp_path):
                     f"--out={shapes}", f"--split={split}",
                     f"--num_images={n}", "--image_size=64"], check=True,
                    capture_output=True, timeout=120)
+  config_file = os.path.join(ROOT, "configs", "xiao2018_coco_retinanet.py")
   config = _config_module().get_config("smoke=1,algo=ss_lastbp")
-  config.data.data_dir = shapes
-  config.data.image_size = 64
-  config.batch_size = 2
-  config.steps_per_epoch = 2
-  config.epochs = 1
-  config.log_every_steps = 1
-  config.data.max_eval_examples = 4
-  assert detection.trainer_class(config) is detection.DetectionTrainer
-  workdir = str(tmp_path / "run")
-  trainer = detection.DetectionTrainer(config, workdir)
-  metrics = trainer.train()
-  # xiao2018 §3.2: only the last conv of both subnets on BP.
-  on_bp = {l.name for l in trainer.model.layers
-           if getattr(l, "feedback", None) is not None
-           and l.feedback.name == "bp"}
-  assert on_bp == {"class_output", "box_output"}
+  assert run.kind(config) == "detection"
+  assert run.trainer_class(config) is detection.DetectionTrainer
+  # A detection sweep (in this process) runs to its results table, ranked
+  # by eval_AP (higher is better).
+  sweep_dir = str(tmp_path / "sweep")
+  rows, table = search.sweep(
+      f"{config_file}:smoke=1", sweep_dir,
+      axes=search.parse_axes("algo=ss_lastbp"), workers=0,
+      overrides=[f"data.data_dir={shapes}", "data.image_size=64",
+                 "batch_size=2", "steps_per_epoch=2", "epochs=1",
+                 "log_every_steps=1", "data.max_eval_examples=4"])
+  assert [(r["status"], r["primary_metric"]) for r in rows] == [
+      ("ok", "eval_AP")]
+  assert "| algo | eval_AP |" in table and "higher is better" in table
+  assert "| ss_lastbp | " in table
+  workdir = os.path.join(sweep_dir, "algo=ss_lastbp")
+  metrics = json.load(open(os.path.join(workdir, "metrics.json")))
+  assert metrics["primary_metric"] == "eval_AP"
+  assert metrics["primary_mode"] == "max"
   assert metrics["steps"] == 2 and 0.0 <= metrics["final_eval_AP"] <= 1.0
   for key in ("final_train_box_loss", "final_train_focal_loss",
               "final_train_loss", "final_eval_AP50", "best_eval_AP"):
@@ -56,8 +62,17 @@ def test_retinanet_smoke_trains_evaluates_exports_and_plots(tmp_path):
   history = open(os.path.join(workdir, "history.csv")).read()
   assert "train_focal_loss" in history and "eval_AP" in history
 
-  from tfbio.train import export  # pylint: disable=g-import-not-at-top
-  export.export_model(trainer.model, workdir)
+  # eval and export restore a detection run.
+  trainer = run.restore(workdir)
+  # xiao2018 §3.2: only the last conv of both subnets on BP.
+  on_bp = {l.name for l in trainer.model.layers
+           if getattr(l, "feedback", None) is not None
+           and l.feedback.name == "bp"}
+  assert on_bp == {"class_output", "box_output"}
+  result, path = run.evaluate(workdir)
+  assert path.endswith("eval_val.json") and result["step"] == 2
+  assert result["eval_AP"] == metrics["final_eval_AP"]
+  run.export(workdir)
   served = tf.saved_model.load(os.path.join(workdir, "export", "saved_model"))
   out = served.serve(tf.zeros((2, 64, 64, 3)))
   assert set(out) == {"boxes", "scores", "classes", "num_detections"}
@@ -70,6 +85,6 @@ def test_retinanet_smoke_trains_evaluates_exports_and_plots(tmp_path):
       capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert os.path.getsize(png) > 1000
-  from tfbio import analysis  # pylint: disable=g-import-not-at-top
-  assert analysis.read_steps_csv(workdir)["step"] == [1.0, 2.0]
+  from tfbio.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  assert workdir_lib.read_steps(workdir)["step"] == [1.0, 2.0]
   json.dumps(metrics)  # metrics.json is plain JSON

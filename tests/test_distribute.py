@@ -1,11 +1,11 @@
 """Mirrored training equals single-device training, for every algorithm.
 
-SPEC §1: per-step random feedback (``brsf``, ``brsf_p``) must draw the same
-``B`` on every replica of a distributed step, and fixed feedback state
-(``fa``, ``rndf``, ``frsf*``, ``urfb``) is identical across replicas. So a
-model trained under ``MirroredStrategy`` on two CPU devices with the same
-global batch must end with the weights (and feedback state, and
-``feedback_step``) of the same model trained on one device.
+docs/algorithms.md §1: per-step random feedback (``brsf``, ``brsf_p``) must draw
+the same ``B`` on every replica of a distributed step, and fixed feedback state
+(``fa``, ``rndf``, ``frsf*``, ``urfb``) is identical across replicas. So a model
+trained under ``MirroredStrategy`` on two CPU devices with the same global batch
+must end with the weights (and feedback state, and ``feedback_step``) of the
+same model trained on one device.
 
 Only ONE MirroredStrategy is created per process (``strategy`` fixture):
 several strategies in one process collide on collective instance keys.
@@ -309,11 +309,11 @@ def test_lc_mirrored_training_equals_single_device(name, strategy):
 
 
 def test_batch_manhattan_signs_the_all_reduced_gradient(strategy):
-  # liao2016 §3 / SPEC §3: Batch Manhattan takes the sign of the *minibatch*
-  # gradient. One weight w, per-example loss x * w, global batch x = (3, -1):
-  # replica 0 sees gradient +3/2, replica 1 sees -1/2 (signs differ), the
-  # all-reduced gradient is +1. Signing it moves w by -η each step; averaging
-  # per-replica signs, (+1 - 1) / 2 = 0, would not move it at all.
+    # liao2016 §3 / docs/algorithms.md §3: Batch Manhattan takes the sign of the
+  # *minibatch* gradient. One weight w, per-example loss x * w, global batch x =
+  # (3, -1): replica 0 sees gradient +3/2, replica 1 sees -1/2 (signs differ),
+  # the all-reduced gradient is +1. Signing it moves w by -η each step;
+  # averaging per-replica signs, (+1 - 1) / 2 = 0, would not move it at all.
   lr, momentum, w0 = 0.1, 0.5, 0.5
   x = np.array([[3.0], [-1.0]], np.float32)
   y = np.ones((2, 1), np.float32)

@@ -13,8 +13,8 @@ import tfbio
 from tfbio import feedback as fb
 
 ALL_NAMES = [
-    "bp", "brsf", "brsf_p", "fa", "frfb", "frsf", "frsf_p", "nusf", "rndf",
-    "ss", "urfb", "usf"
+    "bp", "brsf", "brsf_p", "fa", "frfb", "frsf", "frsf_p", "kp", "nusf",
+    "rndf", "ss", "urfb", "usf"
 ]
 FLIP_NAMES = ["brsf_p", "frsf_p"]
 
@@ -23,9 +23,9 @@ def _params(name):
   return {"flip_prob": 0.3} if name in FLIP_NAMES else {}
 
 
-def test_names_exactly_the_twelve():
+def test_names_exactly_the_thirteen():
   assert sorted(fb.names()) == sorted(ALL_NAMES)
-  assert len(fb.names()) == len(set(fb.names())) == 12
+  assert len(fb.names()) == len(set(fb.names())) == 13
   assert tfbio.feedback.names() == fb.names()
 
 
@@ -50,7 +50,8 @@ def test_flags():
   algos = {n: fb.get(n, **_params(n)) for n in ALL_NAMES}
   assert {n for n, a in algos.items() if a.is_backprop} == {"bp"}
   assert {n for n, a in algos.items() if a.per_step} == {"brsf", "brsf_p"}
-  assert {n for n, a in algos.items() if a.trainable_feedback} == {"urfb"}
+  assert {n for n, a in algos.items() if a.trainable_feedback} == {"urfb",
+                                                                   "kp"}
 
 
 def test_get_object_returns_same_object():

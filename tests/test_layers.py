@@ -134,7 +134,7 @@ def test_training_gradients_use_feedback_kernel(name):
     np.testing.assert_allclose(_np(grads["bias"]),
                                g.reshape(-1, g.shape[-1]).sum(0), rtol=RTOL,
                                atol=ATOL, err_msg=case)
-    if name == "urfb":
+    if name in ("urfb", "kp"):
       assert set(grads) == {"kernel", "bias", "feedback_kernel"}, case
       np.testing.assert_allclose(_np(grads["feedback_kernel"]),
                                  _np(grads["kernel"]), rtol=0, atol=1e-7,

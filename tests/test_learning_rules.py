@@ -1,10 +1,10 @@
 """Learning rules and measurements: BatchManhattan, MulticlassHinge,
 saturated_linear, affine-free batch norm, alignment metrics and plots.
 
-Every check compares with a reference computed here by hand or in NumPy from
-the formulas of SPEC §3 and §7 (liao2016 §3, amit2019 §3.2, xiao2018
-Fig. 3, amit2019 Fig. 10–11). The MirroredStrategy test of BatchManhattan
-lives in test_distribute.py (one strategy per process).
+Every check compares with a reference computed here by hand or in NumPy from the
+formulas of docs/algorithms.md §3 and §7 (liao2016 §3, amit2019 §3.2, xiao2018
+Fig. 3, amit2019 Fig. 10–11). The MirroredStrategy test of BatchManhattan lives
+in test_distribute.py (one strategy per process).
 """
 
 import csv
@@ -33,7 +33,8 @@ GRADS = np.array([[2.0, 0.0, 0.0, -0.1, 1e-3],
                   [-0.5, 0.4, 0.0, 0.0, -3.0],
                   [0.0, -0.2, 0.0, 0.7, 0.5]])
 
-# Element 0 (w0 = 1, g = 2, -0.5, 0) worked out by hand from SPEC §3:
+# Element 0 (w0 = 1, g = 2, -0.5, 0) worked out by hand from
+# docs/algorithms.md §3:
 #   setting 0: τ = -2.01 → w 0.799; τ = 0.5 - 1.809 - 0.00799 = -1.31699
 #              → 0.667301; τ = -1.185291 - 0.00667301 → 0.548104599
 #   setting 1: τ = -1.01 → 0.899; τ = 1 - 0.909 - 0.00899 = 0.08201
@@ -47,7 +48,11 @@ BY_HAND = {0: (0.548104599, -1.19196401), 1: (0.913674699, 0.06473699),
 
 
 def _bm_reference(setting, w0=W0, grads=GRADS, lr=LR, m=MOMENTUM, d=DECAY):
-  """NumPy SPEC §3 Batch Manhattan: returns (w, stored trace, pre-sign τ/κ)."""
+  """docs/algorithms.md §3 Batch Manhattan in NumPy.
+
+  Returns:
+    (w, stored trace, pre-sign τ/κ).
+  """
   w = np.array(w0, np.float64)
   trace = np.zeros_like(w)
   pre_sign = []
@@ -209,7 +214,10 @@ def _hinge_reference(x, labels, mu):
 
 
 def _delta_reference(x, labels, mu):
-  """SPEC §3: δ_c = 1 if x_c < 1 else 0; δ_i = -μ if x_i > -1 else 0."""
+  """δ_c = 1 if x_c < 1 else 0; δ_i = -μ if x_i > -1 else 0.
+
+  docs/algorithms.md §3.
+  """
   delta = np.where(x > -1.0, -mu, 0.0)
   for b, c in enumerate(labels):
     delta[b, c] = 1.0 if x[b, c] < 1.0 else 0.0
@@ -314,7 +322,7 @@ def test_saturated_linear_values_and_derivative():
   x = np.array([-3.0, -1.0001, -1.0, -0.5, 0.0, 0.7, 1.0, 1.0001, 5.0],
                np.float32)
   expected = np.array([-1.0, -1.0, -1.0, -0.5, 0.0, 0.7, 1.0, 1.0, 1.0])
-  # SPEC §3: σ'(x) = 1 for |x| <= 1 (±1 included), else 0.
+  # docs/algorithms.md §3: σ'(x) = 1 for |x| <= 1 (±1 included), else 0.
   expected_grad = np.where(np.abs(x) <= 1.0, 1.0, 0.0)
   assert expected_grad[2] == 1.0 and expected_grad[6] == 1.0
   t = tf.constant(x)
@@ -448,7 +456,8 @@ def _bp_ss_model():
 
 
 def _expected_metrics(model):
-  """Metrics computed here from the kernels (SPEC §1: ss B = sign(W)/√n_in)."""
+  """Metrics computed here from the kernels (ss: B = sign(W)/√n_in,
+  docs/algorithms.md §1)."""
   w_bp = model.get_layer("fc_bp").kernel.numpy().astype(np.float64)
   w_ss = model.get_layer("fc_ss").kernel.numpy().astype(np.float64)
   b_ss = np.sign(w_ss) / math.sqrt(4)

@@ -1,24 +1,19 @@
-"""tools/linear_sim.py: amit2019 §5.1, updated feedback speeds up a linear net.
+"""tfbio.experiments.linear_sim (tools/linear_sim.py): amit2019 §5.1, updated feedback speeds up a linear net.
 
 A short run (300 iterations, step 0.03, 2 seeds) of the 40-100-100-10 linear
 network must show amit2019's result: the iterations needed to reach 1 % of
 the initial error fall strictly as ε grows (0 < 0.25 < 0.5 < 1), in every
 seed, and the correlation of ``W_l`` and ``B_l`` ends higher, and grows more,
 for a larger ε. The feedback update must also be exactly the one of
-SPEC §1 / amit2019: with ``W(0) = 0``, ``B(t) = R(0) + ε W(t)``.
+docs/algorithms.md §1, §7 / amit2019: with ``W(0) = 0``,
+``B(t) = R(0) + ε W(t)``.
 """
-
-import os
-import sys
 
 import numpy as np
 import pytest
 
 import tfbio
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "tools"))
-import linear_sim  # noqa: E402  pylint: disable=wrong-import-position
+from tfbio.experiments import linear_sim
 
 EPSILONS = (0.0, 0.25, 0.5, 1.0)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -257,7 +257,7 @@ def test_training_gradients_use_feedback_kernel(name):
                                  atol=ATOL, err_msg=case)
       np.testing.assert_allclose(_np(grads["bias"]), g.sum(0), rtol=RTOL,
                                  atol=ATOL, err_msg=case)
-      if name == "urfb":
+      if name in ("urfb", "kp"):
         assert set(grads) == {"kernel", "bias", "feedback_kernel"}, case
         np.testing.assert_allclose(_np(grads["feedback_kernel"]),
                                    _np(grads["kernel"]), rtol=0, atol=1e-7,

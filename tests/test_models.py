@@ -18,6 +18,10 @@ from tfbio import models
 ALL = models.list_models()
 CLASSIFICATION = [n for n in ALL
                   if models.model_info(n).task == "classification"]
+# Deeper instances of another registered model's builder (the same code,
+# tfbio/models/cifar_resnet.py): that model's step and round trip cover them
+# (they stay in every other test); ~25 s saved on 2 cores.
+SAME_BUILDER_AS = {"resnet32": "resnet20", "resnet56": "resnet20"}
 
 
 def _small(name, **kwargs):
@@ -38,7 +42,8 @@ def _batch(model, n=2):
   return x, y
 
 
-@pytest.mark.parametrize("name", CLASSIFICATION)
+@pytest.mark.parametrize("name", [n for n in CLASSIFICATION
+                                  if n not in SAME_BUILDER_AS])
 def test_model_trains_a_step_and_round_trips(name, tmp_path):
   model = _small(name)
   assert model.output_shape == (None, 3)

@@ -1,7 +1,7 @@
 """Feedback state is part of the model: `.keras`, checkpoints, SavedModel.
 
-For every algorithm of SPEC §1, a small functional model mixing tfbio Conv2D
-and Dense layers is trained a few steps; then
+For every algorithm of docs/algorithms.md §1, a small functional model mixing
+tfbio Conv2D and Dense layers is trained a few steps; then
 
 * a `.keras` save/load round trip gives bit-identical variables (feedback
   state and ``feedback_step`` included) and an identical continuation of
@@ -126,6 +126,7 @@ def _expected_state_names(name):
       "fa": {"feedback_kernel"},
       "frfb": {"feedback_kernel"},
       "urfb": {"feedback_kernel"},
+      "kp": {"feedback_kernel"},
   }
   return base | extra.get(name, set())
 

@@ -1,5 +1,5 @@
 """Tests of tfbio.tp: difference target propagation (bartunov2018 §2.1.1,
-Algorithm 1, appendix; SPEC §6)."""
+Algorithm 1, appendix; docs/algorithms.md §6)."""
 
 import keras
 import numpy as np

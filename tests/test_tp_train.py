@@ -58,6 +58,19 @@ def test_sdtp_smoke_trains_through_tfbio_train(tmp_path):
   assert (workdir / "model.keras").is_file()
   assert (workdir / "config.json").is_file()
   assert '"variant": "sdtp"' in (workdir / "config.json").read_text()
+  assert rows[0]["epoch"] == "1" and rows[0]["step"] == "2"  # 1-based.
+  assert metrics["primary_metric"] == "eval_error"
+
+  # tfbio-eval and tfbio-export restore a TP run (they used to fail with
+  # "has no checkpoint yet": the TP trainer wrote only backup/).
+  proc = _cli("eval", f"--workdir={workdir}")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads((workdir / "eval_test.json").read_text())
+  assert result["step"] == 2 and result["split"] == "test"
+  assert result["eval_error"] == pytest.approx(metrics["final_eval_error"])
+  proc = _cli("export", f"--workdir={workdir}")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert (workdir / "export" / "saved_model" / "saved_model.pb").is_file()
 
 
 def test_random_sweep_draws_distinct_trials_and_resumes(tmp_path):
@@ -69,7 +82,7 @@ def test_random_sweep_draws_distinct_trials_and_resumes(tmp_path):
   with open(workdir / "results.csv", newline="", encoding="utf-8") as f:
     rows = list(csv.DictReader(f))
   assert [r["trial"] for r in rows] == ["000", "001"]
-  assert [r["status"] for r in rows] == ["done", "done"]
+  assert [r["status"] for r in rows] == ["ok", "ok"]
   space = _load_config_module().SEARCH_SPACE
   assert set(space) <= set(rows[0])
   assert rows[0]["tp.noise_std"] != rows[1]["tp.noise_std"]
@@ -86,7 +99,7 @@ def test_random_sweep_draws_distinct_trials_and_resumes(tmp_path):
   again = _cli("sweep", *args)
   assert again.returncode == 0, again.stderr[-2000:]
   with open(workdir / "results.csv", newline="", encoding="utf-8") as f:
-    assert [r["status"] for r in csv.DictReader(f)] == ["done (skipped)"] * 2
+    assert [r["reused"] for r in csv.DictReader(f)] == ["True"] * 2
 
 
 def test_random_sweep_needs_a_search_space(tmp_path):
@@ -135,3 +148,25 @@ def test_bartunov2018_tp_args():
   assert config.tp.schedule == "alternating"
   with pytest.raises(ValueError, match="schedule.*algo=dtp"):
     module.get_config("schedule=alternating")
+
+
+def test_dfa_smoke_trains_evaluates_and_exports_through_the_binaries(
+    tmp_path):
+  workdir = tmp_path / "dfa"
+  config = os.path.join(REPO, "configs", "dfa.py")
+  proc = _cli("train", f"--config={config}:smoke=1,algo=dfa",
+              f"--workdir={workdir}", "--config.dfa.bp_angle=true")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  metrics = json.loads((workdir / "metrics.json").read_text())
+  assert metrics["feedback"] == "dfa" and metrics["steps"] == 2
+  assert metrics["primary_metric"] == "eval_error"
+  assert 0 <= metrics["final_eval_error"] <= 100
+  assert any(k.startswith("bp_angle/") for k in metrics)
+  with open(workdir / "history.csv", newline="", encoding="utf-8") as f:
+    (row,) = list(csv.DictReader(f))
+  assert row["epoch"] == "1" and float(row["eval_error"]) == (
+      metrics["final_eval_error"])
+  proc = _cli("eval", f"--workdir={workdir}")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads((workdir / "eval_test.json").read_text())
+  assert result["eval_error"] == pytest.approx(metrics["final_eval_error"])

@@ -6,6 +6,7 @@ feedback (a per-step feedback counter to restore) on scikit-learn's 8x8
 digits, written into the test's tmp dir.
 """
 
+import csv
 import json
 import os
 import socket
@@ -139,8 +140,14 @@ def test_sigkill_mid_epoch_then_same_command_resumes_to_same_weights(
   assert "Resumed from" in proc.stderr and "at step 8" in proc.stderr
   _assert_same_checkpoints(os.path.join(full, "checkpoints"),
                            os.path.join(killed, "checkpoints"))
-  rows = open(os.path.join(killed, "history.csv")).read().split()[1:]
-  assert [r.split(",")[0] for r in rows] == ["1", "2"]
+  # The killed run's lock (a dead PID) is taken over with a warning.
+  assert "Taking over the stale lock" in proc.stderr
+  assert not os.path.exists(os.path.join(killed, ".lock"))
+  with open(os.path.join(killed, "history.csv"), newline="") as f:
+    rows = list(csv.DictReader(f))
+  assert [r["epoch"] for r in rows] == ["1", "2"]
+  # Epoch 2 resumed at step 8: its train_* average only steps 9-12.
+  assert [r["resumed_at_step"] for r in rows] == ["", "8"]
 
 
 def _free_ports(n):
@@ -209,6 +216,8 @@ BAD_INPUTS = {  # case: (extra args, text the one-line error must contain)
     "unknown_strategy": (["--strategy=gpu_cluster"], "gpu_cluster"),
     "workdir_is_a_file": ([], "is not a directory"),
     "config_arg_typo": ([], "bogus"),
+    # A live process (this test's) holds the workdir's lock.
+    "workdir_locked": ([], f"is in use by PID {os.getpid()}"),
 }
 
 
@@ -222,6 +231,10 @@ def test_bad_input_is_one_line_nonzero_and_writes_nothing(tiny_config,
       open(workdir, "w").close()
     if case == "config_arg_typo":
       config = f"{tiny_config}:bogus=1"
+    if case == "workdir_locked":
+      os.makedirs(workdir)
+      with open(os.path.join(workdir, ".lock"), "w") as f:
+        f.write(f"{os.getpid()}\n")
     procs[case] = subprocess.Popen(
         [sys.executable, "-m", "tfbio.cli.train", f"--config={config}",
          f"--workdir={workdir}", *args], stdout=subprocess.PIPE,
@@ -234,7 +247,9 @@ def test_bad_input_is_one_line_nonzero_and_writes_nothing(tiny_config,
     assert last.startswith("tfbio-train: error: ") and message in last, (
         case, last)
     assert "Traceback" not in err, case
-    if case != "workdir_is_a_file":
+    if case == "workdir_locked":  # Nothing but the other run's lock.
+      assert os.listdir(tmp_path / case) == [".lock"], case
+    elif case != "workdir_is_a_file":
       assert not os.path.exists(tmp_path / case), case
 
 
@@ -246,15 +261,19 @@ def test_sweep_runs_the_product_resumably_and_writes_its_table(tiny_config,
           "--override=epochs=1", "--override=steps_per_epoch=3"]
   proc = _cli("sweep", *args, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  rows = open(os.path.join(workdir, "results.csv")).read().split("\n")
-  assert rows[0].startswith("algo,lr_mult,status,best_eval_error")
-  assert sum(1 for r in rows if ",done," in r) == 2
+  with open(os.path.join(workdir, "results.csv"), newline="") as f:
+    rows = list(csv.DictReader(f))
+  assert [(r["algo"], r["status"], r["reused"], r["primary_metric"])
+          for r in rows] == [("bp", "ok", "False", "eval_error"),
+                             ("fa", "ok", "False", "eval_error")]
   table = open(os.path.join(workdir, "results.md")).read()
-  assert "| algo | best eval error (%) |" in table
-  assert "| bp | " in table and "| fa | " in table
+  assert "| algo | eval_error |" in table
+  assert "| bp | " in table and "(lr_mult=0.1) |" in table
+  assert "lower is better" in table
   assert os.path.exists(os.path.join(workdir, "algo=fa,lr_mult=0.1",
                                      "metrics.json"))
-  proc = _cli("sweep", *args, timeout=600)  # Resumes: every cell skipped.
+  assert "[2/2]" in proc.stderr and "left" in proc.stderr  # Progress + ETA.
+  proc = _cli("sweep", *args, timeout=600)  # Resumes: every cell reused.
   assert proc.returncode == 0
-  assert open(os.path.join(workdir, "results.csv")).read().count(
-      "done (skipped)") == 2
+  with open(os.path.join(workdir, "results.csv"), newline="") as f:
+    assert [r["reused"] for r in csv.DictReader(f)] == ["True", "True"]

@@ -2,8 +2,8 @@
 
 Feedback layers use a feedback kernel ``B`` instead of the forward kernel
 ``W`` in their backward pass (sign-symmetry, feedback alignment, updated random
-feedback, ...); see ``tfbio.feedback`` for the algorithms and SPEC.md for the
-definitions.
+feedback, ...); see ``tfbio.feedback`` for the algorithms and
+docs/algorithms.md for the definitions.
 """
 
 from tfbio import feedback
@@ -21,9 +21,9 @@ __version__ = "0.1.0"
 __all__ = ["activations", "analysis", "convert", "feedback", "layers",
            "losses", "ops", "optimizers", "untie", "__version__"]
 
-# Imported on first use (``tfbio.models``, ``tfbio.data``, ``tfbio.tp``), so that
-# ``import tfbio`` stays cheap.
-_LAZY_SUBMODULES = ("models", "data", "tp")
+# Imported on first use (``tfbio.models``, ``tfbio.data``, ``tfbio.tp``,
+# ``tfbio.dfa``, ``tfbio.experiments``), so that ``import tfbio`` stays cheap.
+_LAZY_SUBMODULES = ("models", "data", "tp", "dfa", "experiments")
 
 
 def __getattr__(name):

@@ -6,7 +6,7 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="tfbio")
 def saturated_linear(x):
-  """``σ(x) = min(max(x, -1), 1)`` (amit2019 §1; SPEC §3).
+  """``σ(x) = min(max(x, -1), 1)`` (amit2019 §3.1; docs/algorithms.md §3).
 
   Bounded, hence "more biologically plausible" than ReLU; ``σ'(x) = 1`` for
   ``|x| ≤ 1`` and 0 outside. Use as ``activation=tfbio.activations.

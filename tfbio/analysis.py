@@ -1,6 +1,7 @@
 """Analysis: the seeds' measurements of ``W`` and ``B``, callbacks and plots.
 
-Metrics (SPEC §7), per feedback layer and averaged over the network:
+Metrics (docs/algorithms.md §7), per feedback layer and averaged over the
+network:
 
 * ``alignment_angle``: angle in degrees between flattened ``W`` and ``B``
   (xiao2018 Fig. 3a; 0 for ``bp``);
@@ -22,23 +23,24 @@ import os
 from absl import logging
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfbio.layers.base_feedback import BaseFeedbackLayer
 from tfbio.layers.locally_connected import LocallyConnected2D
+from tfbio.ops import similarity
 
 METRICS = ("alignment_angle", "weight_kurtosis", "weight_mean", "weight_std",
            "wb_correlation")
 
 
 def alignment_angle(w, b):
-  """Angle in degrees between flattened ``w`` and ``b`` (NaN if one is 0)."""
-  w = np.asarray(w, np.float64).ravel()
-  b = np.asarray(b, np.float64).ravel()
-  norm = np.linalg.norm(w) * np.linalg.norm(b)
-  if norm == 0:
-    return math.nan
-  cos = np.clip(np.dot(w, b) / norm, -1.0, 1.0)
-  return float(np.degrees(np.arccos(cos)))
+  """Angle in degrees between flattened ``w`` and ``b`` (NaN if one is 0).
+
+  ``tfbio.ops.angle_degrees`` in float64.
+  """
+  return float(similarity.angle_degrees(np.asarray(w, np.float64),
+                                        np.asarray(b, np.float64),
+                                        dtype=tf.float64))
 
 
 def kurtosis(w):
@@ -52,14 +54,13 @@ def kurtosis(w):
 
 
 def pearson_correlation(w, b):
-  """Pearson correlation of the entries of ``w`` and ``b`` (NaN if constant)."""
-  w = np.asarray(w, np.float64).ravel()
-  b = np.asarray(b, np.float64).ravel()
-  w, b = w - w.mean(), b - b.mean()
-  norm = np.linalg.norm(w) * np.linalg.norm(b)
-  if norm == 0:
-    return math.nan
-  return float(np.dot(w, b) / norm)
+  """Pearson correlation of the entries of ``w`` and ``b`` (NaN if constant).
+
+  ``tfbio.ops.pearson_correlation`` in float64.
+  """
+  return float(similarity.pearson_correlation(np.asarray(w, np.float64),
+                                              np.asarray(b, np.float64),
+                                              dtype=tf.float64))
 
 
 def feedback_layers(model):
@@ -164,7 +165,11 @@ def read_csv_history(path):
   return {key: np.array([value(r[key]) for r in rows]) for key in rows[0]}
 
 
-def _pyplot():
+def pyplot():
+  """``matplotlib.pyplot`` on the non-interactive Agg backend (files only).
+
+  Imported on first use, so that ``import tfbio`` does not load matplotlib.
+  """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -185,7 +190,7 @@ def plot_alignment_history(csv_path, png_path, title=None):
   history = read_csv_history(csv_path)
   _require(history, ("epoch",) + METRICS[:4], csv_path)
   epochs = history["epoch"] + 1
-  plt = _pyplot()
+  plt = pyplot()
   fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
   ax = axes[0]
   for key in sorted(k for k in history if k.startswith("alignment_angle/")):
@@ -220,7 +225,7 @@ def plot_correlation_history(csv_path, png_path, title=None):
   history = read_csv_history(csv_path)
   _require(history, ("epoch", "wb_correlation"), csv_path)
   epochs = history["epoch"] + 1
-  plt = _pyplot()
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(6, 4))
   for key in sorted(k for k in history if k.startswith("wb_correlation/")):
     ax.plot(epochs, history[key], lw=1.2, label=key.split("/", 1)[1])
@@ -285,7 +290,7 @@ def save_untied_filters_png(layer, path, filters=(0, 1, 2, 3), positions=None,
   Returns:
     ``path``.
   """
-  plt = _pyplot()
+  plt = pyplot()
   view = untied_filters(layer)
   out_h, out_w, _, _, c_in, n_filters = view.shape
   positions = list(positions or default_positions(out_h, out_w))
@@ -330,21 +335,6 @@ LOSS_PANELS = (("box_loss", "box loss"), ("focal_loss", "focal loss"),
                ("loss", "total loss"))
 
 
-def read_steps_csv(workdir):
-  """Columns of ``WORKDIR/steps.csv`` as float lists."""
-  path = os.path.join(workdir, "steps.csv")
-  if not os.path.isfile(path):
-    raise ValueError(f"{path!r} does not exist: not a tfbio-train workdir of "
-                     "a detection run (or it has not logged yet).")
-  with open(path, newline="", encoding="utf-8") as f:
-    rows = list(csv.DictReader(f))
-  missing = [k for k, _ in LOSS_PANELS if rows and k not in rows[0]]
-  if not rows or missing:
-    raise ValueError(f"{path!r} lacks the columns {missing or 'all'} "
-                     f"(needs step, {', '.join(k for k, _ in LOSS_PANELS)})")
-  return {k: [float(r[k]) for r in rows] for k in rows[0]}
-
-
 def _smooth(values, window):
   if window <= 1:
     return values
@@ -361,7 +351,10 @@ def plot_detection_losses(runs, out, window=1, title=None):
   """xiao2018 Fig. 2: box, focal and total training loss, one line per run.
 
   Args:
-    runs: ``[(label, workdir)]`` of detection runs (their ``steps.csv``).
+    runs: ``[(label, columns)]``: per run, ``{column: [values]}`` with
+      ``step`` and the :data:`LOSS_PANELS` keys (a detection run's
+      ``steps.csv``: ``tfbio.train.workdir.read_steps(workdir,
+      required=[k for k, _ in LOSS_PANELS])``).
     out: PNG path.
     window: moving-average window in logged points (1: raw).
     title: figure title.
@@ -369,9 +362,9 @@ def plot_detection_losses(runs, out, window=1, title=None):
   Returns:
     ``out``.
   """
-  plt = _pyplot()
+  plt = pyplot()
 
-  data = [(label, read_steps_csv(path)) for label, path in runs]
+  data = list(runs)
   fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
   for ax, (key, name) in zip(axes, LOSS_PANELS):
     for label, columns in data:

@@ -1,14 +1,21 @@
-"""Swap every Dense/Conv2D of a Keras model for its tfbio feedback layer."""
+"""Swap every kernel layer of a Keras model for its tfbio feedback layer."""
 
+import collections
 import re
+import warnings
 
 from absl import logging
 import keras
 import tensorflow as tf
 
 from tfbio import feedback as feedback_lib
+from tfbio.layers import conv as conv_layers
+from tfbio.layers.attention import MultiHeadAttention
+from tfbio.layers.base_feedback import BaseFeedbackLayer
 from tfbio.layers.conv2d import Conv2D
 from tfbio.layers.dense import Dense
+from tfbio.layers.einsum_dense import EinsumDense
+from tfbio.layers.feedback_mixin import FeedbackLayerMixin
 from tfbio.layers.locally_connected import LocallyConnected2D
 
 # Keras or tfbio class → tfbio class. Exact types only: subclasses of
@@ -16,7 +23,16 @@ from tfbio.layers.locally_connected import LocallyConnected2D
 # reproduce. tfbio layers are re-created with the new algorithm.
 _CONVERTIBLE = {keras.layers.Dense: Dense, keras.layers.Conv2D: Conv2D,
                 Dense: Dense, Conv2D: Conv2D,
-                LocallyConnected2D: LocallyConnected2D}
+                LocallyConnected2D: LocallyConnected2D,
+                keras.layers.EinsumDense: EinsumDense,
+                keras.layers.MultiHeadAttention: MultiHeadAttention}
+for _name in ("Conv1D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+              "Conv3DTranspose", "DepthwiseConv1D", "DepthwiseConv2D",
+              "SeparableConv1D", "SeparableConv2D"):
+  _CONVERTIBLE[getattr(keras.layers, _name)] = getattr(conv_layers, _name)
+for _cls in list(_CONVERTIBLE.values()):
+  _CONVERTIBLE[_cls] = _cls
+del _name, _cls
 _DROPPED_KEYS = ("lora_rank", "lora_alpha", "quantization_config")
 
 
@@ -69,8 +85,8 @@ def _copy_weights(model, new, replaced, copy_replaced):
     raise RuntimeError("clone_model changed the layer structure: "
                        f"{len(old_layers)} vs {len(new_layers)} layers")
   for old, fresh in zip(old_layers, new_layers):
-    if isinstance(fresh, keras.Model):
-      continue  # its layers are visited on their own
+    if isinstance(fresh, keras.Model) or fresh is old:
+      continue  # nested models: layer by layer; reused layers: as they are
     if id(fresh) in replaced:
       copy_replaced(old, fresh)
     elif old.weights:
@@ -78,20 +94,47 @@ def _copy_weights(model, new, replaced, copy_replaced):
   return old_layers
 
 
-def convert(model, feedback, overrides=None, **layer_kwargs):
-  """Returns a copy of ``model`` whose Dense/Conv2D layers are tfbio layers.
+def convert(model, feedback, overrides=None, strict=False, return_table=False,
+            **layer_kwargs):
+  """Returns a copy of ``model`` whose kernel layers are tfbio feedback layers.
 
-  Every ``keras.layers.Dense`` / ``keras.layers.Conv2D`` (nested models
-  included) becomes ``tfbio.layers.Dense`` / ``tfbio.layers.Conv2D`` with the
-  same config and weights and the chosen feedback algorithm; tfbio feedback
-  layers already in the model are re-created with the chosen algorithm (fresh
-  feedback state, same weights); every other layer is cloned with its
-  weights. The input model is never modified.
+  Every Keras layer with a linear kernel (nested models and the projections
+  of ``MultiHeadAttention`` included) becomes the tfbio layer of the same
+  name with the same config and weights and the chosen feedback algorithm:
+  ``Dense``, ``Conv2D``, ``EinsumDense``, ``Conv1D``, ``Conv3D``,
+  ``Conv{1,2,3}DTranspose``, ``DepthwiseConv{1,2}D``,
+  ``SeparableConv{1,2}D`` and ``MultiHeadAttention`` (see
+  docs/algorithms.md §2.5); tfbio feedback layers already in the model are
+  re-created with the chosen algorithm (fresh feedback state, same weights
+  and seed). Every other layer is left alone: a layer without weights
+  (``Lambda``, pooling, activations, ...) is reused as is, the same object
+  (so Keras' safe mode never has to re-create a ``Lambda``); a layer with
+  weights (batch norm, ...) is cloned from its config with its weights
+  copied, so that training the result never changes the input model — or,
+  if its config cannot re-create it, reused as is (its weights are then
+  shared with the input model; the table says "shared"). The input model
+  itself is never modified.
+
+  A trainable layer with a kernel that cannot be swapped — a grouped
+  convolution, LoRA or quantized layers, a subclass or any other layer with
+  a ``*kernel`` weight (an RNN, ``TimeDistributed``, a custom layer) — is
+  left as above with a ``UserWarning`` naming it; with ``strict=True`` it is
+  a ``ValueError`` instead.
+
+  The result is logged (absl INFO) as one table, a row per layer
+  (``layer``: path through nested models, ``type``, ``algorithm``,
+  ``status``: ``converted``, ``kept`` (the same object), ``copied``,
+  ``shared``, ``input``, ``model`` (a nested model, rebuilt), or ``NOT
+  CONVERTED: reason``), plus a row per attention projection
+  (``"mha/query"``, ...); ``return_table=True`` also returns it, as a list
+  of :class:`ConversionRow`.
 
   Example (xiao2018's "SS except the last layer")::
 
-      base = keras.applications.ResNet50(weights=None, classes=10)
-      model = tfbio.convert(base, "ss", overrides={"predictions": "bp"})
+      base = keras.applications.MobileNetV2(weights=None, classes=10,
+                                            input_shape=(32, 32, 3))
+      model, table = tfbio.convert(base, "ss", overrides={"predictions": "bp"},
+                                   return_table=True)
 
   Args:
     model: a Sequential or functional Keras model (``keras.applications``
@@ -99,48 +142,59 @@ def convert(model, feedback, overrides=None, **layer_kwargs):
     feedback: algorithm for every converted layer (name, dict or object).
     overrides: optional ``{layer name or regex: algorithm}``; the first key
       that equals a layer's name, or else fully matches it as a regular
-      expression, chooses that layer's algorithm.
+      expression, chooses that layer's algorithm (a ``MultiHeadAttention``
+      is matched by its own name, for all its projections).
+    strict: raise instead of warning about kernel layers left unconverted.
+    return_table: also return the table.
     **layer_kwargs: extra tfbio layer arguments for every converted layer
       (``density``, ``feedback_density``, ``sign_fixed``).
 
   Returns:
-    A new Keras model.
+    A new Keras model, or ``(model, table)`` with ``return_table=True``.
 
   Raises:
     ValueError: a subclassed model, an unknown algorithm, an override that
-      matches no layer, or a layer that cannot be converted (grouped conv).
+      matches no convertible layer, or (``strict=True``) a kernel layer that
+      cannot be converted.
   """
   _check_clonable(model, "convert")
   default = feedback_lib.get(feedback)
   resolved = resolve_overrides(overrides)
   used = set()
   replaced = set()
-  counts = {"converted": 0, "overridden": 0}
+  unsupported = {}
+  for path, layer in _walk_paths(model):
+    reason = _unsupported_reason(layer)
+    if reason:
+      unsupported[id(layer)] = (path, reason)
+  if unsupported:
+    listing = "; ".join(f"{p!r}: {r}" for p, r in unsupported.values())
+    if strict:
+      raise ValueError(f"tfbio.convert(strict=True): these layers have a "
+                       f"kernel but cannot be converted: {listing}")
+    warnings.warn(f"tfbio.convert: layers with a kernel left unconverted "
+                  f"(their backward pass stays exact): {listing}",
+                  stacklevel=2)
 
   def choose(name):
     for key, pattern, algo in resolved:
       if key == name or pattern.fullmatch(name):
         used.add(key)
-        counts["overridden"] += 1
         return algo
     return default
 
   def clone(layer):
     cls = _CONVERTIBLE.get(type(layer))
-    if cls is None:
-      return layer.__class__.from_config(layer.get_config())
+    if cls is None or id(layer) in unsupported:
+      return _keep(layer)
     config = layer.get_config()
-    if config.get("lora_rank") or config.get("quantization_config"):
-      raise ValueError(f"Layer {layer.name!r} uses LoRA or quantization, which "
-                       "tfbio layers do not support.")
-    if config.get("groups", 1) != 1:
-      raise ValueError(f"Layer {layer.name!r} is a grouped convolution "
-                       f"(groups={config['groups']}), which tfbio.layers.Conv2D"
-                       " does not support.")
     for key in _DROPPED_KEYS:
       config.pop(key, None)
-    counts["converted"] += 1
-    fresh = cls(**{**config, "feedback": choose(layer.name), **layer_kwargs})
+    kwargs = dict(layer_kwargs)
+    if cls is MultiHeadAttention and "seed" in kwargs:
+      kwargs["feedback_seed"] = kwargs.pop("seed")
+    fresh = cls.from_config({**config, "feedback": choose(layer.name),
+                             **kwargs})
     replaced.add(id(fresh))
     return fresh
 
@@ -148,18 +202,163 @@ def convert(model, feedback, overrides=None, **layer_kwargs):
   unused = [key for key, _, _ in resolved if key not in used]
   if unused:
     raise ValueError(f"overrides keys matched no convertible layer: {unused}")
+  _copy_weights(model, new, replaced, _copy_converted)
+  table = _conversion_table(model, new, replaced, unsupported)
+  logging.info("tfbio.convert:\n%s", format_table(table))
+  return (new, table) if return_table else new
 
-  def copy(old, fresh):
+
+ConversionRow = collections.namedtuple(
+    "ConversionRow", ["layer", "type", "algorithm", "status"])
+ConversionRow.__doc__ = """One row of ``tfbio.convert``'s table.
+
+Attributes:
+  layer: the layer's path (``"block/inner_conv"``; ``"mha/query"`` for an
+    attention projection).
+  type: ``"Conv2D -> tfbio.Conv2D"`` for a converted layer, else the type.
+  algorithm: the feedback algorithm (``"ss"``, ``"frsf_p(flip_prob=0.3)"``)
+    or ``"-"``.
+  status: ``converted``, ``kept``, ``copied``, ``shared``, ``input``,
+    ``model``, or ``NOT CONVERTED: reason``.
+"""
+
+
+def _walk_paths(model, prefix=""):
+  """``(path, layer)`` of every layer of ``model`` and its nested models."""
+  for layer in model.layers:
+    path = prefix + layer.name
+    yield path, layer
+    if isinstance(layer, keras.Model):
+      yield from _walk_paths(layer, path + "/")
+
+
+def _unsupported_reason(layer):
+  """Why a trainable layer with a kernel cannot be converted, or None."""
+  if isinstance(layer, keras.Model) or not layer.trainable:
+    return None
+  if type(layer) in _CONVERTIBLE:
+    config = layer.get_config()
+    if config.get("lora_rank") or getattr(layer, "lora_enabled", False):
+      return "LoRA is not supported"
+    if config.get("quantization_config") or getattr(
+        layer, "quantization_mode", None):
+      return "quantization is not supported"
+    if config.get("groups", 1) != 1:
+      return f"grouped convolution (groups={config['groups']})"
+    return None
+  kernels = [v.name for v in layer.trainable_weights
+             if v.name.endswith("kernel")]
+  if kernels:
+    return (f"no tfbio feedback version of {type(layer).__name__} (weights "
+            f"{', '.join(kernels)})")
+  return None
+
+
+def _keep(layer):
+  """A layer convert() does not swap: itself, or a copy if it has weights.
+
+  Weightless layers are reused (``Lambda`` is never re-created). Layers with
+  weights are re-created from their config (their weights are copied later)
+  so that the input model is not trained along; the object itself is reused
+  when its config cannot re-create it.
+  """
+  if not layer.weights:
+    return layer
+  try:
+    return layer.__class__.from_config(layer.get_config())
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning("tfbio.convert: reusing layer %r (its weights are "
+                    "shared with the input model): %s cannot re-create it "
+                    "from its config (%s).", layer.name,
+                    type(layer).__name__, e)
+    return layer
+
+
+def _plain_weights(layer):
+  """The layer's weights (sublayers included) minus any feedback state."""
+  ids = set()
+  for sub in layer._flatten_layers():  # pylint: disable=protected-access
+    if isinstance(sub, FeedbackLayerMixin):
+      ids.update(id(v) for v in sub.feedback_variables)
+  return [v for v in layer.weights if id(v) not in ids]
+
+
+def _copy_converted(old, fresh):
+  """Copies ``old``'s weights into the converted layer ``fresh``."""
+  if isinstance(fresh, BaseFeedbackLayer):
     fresh.kernel.assign(old.kernel)
     if old.bias is not None:
       fresh.bias.assign(old.bias)
     fresh.reset_sign_reference()
+    return
+  source, target = _plain_weights(old), _plain_weights(fresh)
+  if [tuple(v.shape) for v in source] != [tuple(v.shape) for v in target]:
+    raise RuntimeError(f"tfbio.convert: weights of {old.name!r} do not match "
+                       f"its converted layer: {[v.path for v in source]} vs "
+                       f"{[v.path for v in target]}")
+  for a, b in zip(source, target):
+    b.assign(a)
+  for sub in fresh._flatten_layers():  # pylint: disable=protected-access
+    if isinstance(sub, FeedbackLayerMixin):
+      sub.reset_sign_reference()
 
-  old_layers = _copy_weights(model, new, replaced, copy)
-  logging.info("tfbio.convert: %d of %d layers converted to feedback layers "
-               "(%s by default, %d by overrides).", counts["converted"],
-               len(old_layers), default.name, counts["overridden"])
-  return new
+
+def _algorithm_name(algorithm):
+  params = {k: v for k, v in algorithm.get_config().items() if v is not None}
+  if not params:
+    return algorithm.name
+  args = ", ".join(f"{k}={v!r}" for k, v in params.items())
+  return f"{algorithm.name}({args})"
+
+
+def _conversion_table(model, new, replaced, unsupported):
+  rows = []
+  for (path, old), (_, fresh) in zip(_walk_paths(model), _walk_paths(new)):
+    algorithm = "-"
+    kind = type(old).__name__
+    if id(fresh) in replaced:
+      status = "converted"
+      kind = f"{kind} -> tfbio.{type(fresh).__name__}"
+      algorithm = _algorithm_name(fresh.feedback)
+    elif isinstance(old, keras.Model):
+      status = "model"
+    elif isinstance(old, keras.layers.InputLayer):
+      status = "input"
+    elif fresh is old:
+      status = "shared" if old.weights else "kept"
+    else:
+      status = "copied"
+    if id(old) in unsupported:
+      status = f"NOT CONVERTED: {unsupported[id(old)][1]} ({status})"
+    rows.append(ConversionRow(path, kind, algorithm, status))
+    if id(fresh) in replaced and isinstance(fresh, MultiHeadAttention):
+      for name, sub in fresh.feedback_layers.items():
+        rows.append(ConversionRow(
+            f"{path}/{name}", "EinsumDense -> tfbio.EinsumDense",
+            _algorithm_name(sub.feedback), "converted (projection)"))
+  return rows
+
+
+def format_table(table):
+  """The text of a ``tfbio.convert`` table, with a summary line."""
+  header = ConversionRow("layer", "type", "algorithm", "status")
+  widths = [max(len(str(row[i])) for row in [header] + table)
+            for i in range(3)]
+  lines = ["  ".join(str(v).ljust(w) for v, w in zip(row[:3], widths))
+           + "  " + row[3] for row in [header] + table]
+  converted = collections.Counter(
+      row.algorithm for row in table if row.status == "converted")
+  kinds = collections.Counter(
+      row.type.split(" -> ")[0] for row in table if row.status == "converted")
+  not_converted = [row.layer for row in table
+                   if row.status.startswith("NOT CONVERTED")]
+  lines.append(
+      f"{len(table)} rows: {sum(converted.values())} layers converted ("
+      + ", ".join(f"{k}: {v}" for k, v in sorted(converted.items())) + "; "
+      + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + "), "
+      f"{len(not_converted)} kernel layers not converted"
+      + (f" ({', '.join(not_converted)})" if not_converted else ""))
+  return "\n".join(lines)
 
 
 def _tile_positions(value, positions):
@@ -213,7 +412,7 @@ def untie(model, layers=None):
 
   def clone(layer):
     if not chosen(layer):
-      return layer.__class__.from_config(layer.get_config())
+      return _keep(layer)
     config = layer.get_config()
     if tuple(config.get("dilation_rate", (1, 1))) != (1, 1):
       raise ValueError(f"Cannot untie {layer.name!r}: dilation_rate="

@@ -1,6 +1,6 @@
 """Feedback algorithms: the rule that defines a layer's feedback kernel ``B``.
 
-Every algorithm of SPEC §1 is an object in a registry::
+Every algorithm of docs/algorithms.md §1 is an object in a registry::
 
     tfbio.feedback.names()                       # all known names
     algo = tfbio.feedback.get("frsf_p", flip_prob=0.25)
@@ -19,12 +19,14 @@ would have drawn, and different steps draw differently.
 """
 
 import collections
-import math
 
 import keras
 import tensorflow as tf
 
 from tfbio.ops import feedback_kernels as fk
+from tfbio.ops import kolen_pollack as kp_ops
+from tfbio.utils import checks
+from tfbio.utils.seeds import derived_seed
 
 # Purposes keep the stateless streams of one layer apart.
 PURPOSE_MAGNITUDE = 1
@@ -51,11 +53,6 @@ def register(cls):
   """Class decorator adding a :class:`FeedbackAlgorithm` to the registry."""
   _REGISTRY[cls.name] = cls
   return cls
-
-
-def derived_seed(seed, purpose):
-  """An int seed for a Keras initializer, derived from a layer seed."""
-  return (int(seed) * 16 + purpose) % (2**31 - 1)
 
 
 class FeedbackAlgorithm:
@@ -114,7 +111,7 @@ class SignSymmetry(FeedbackAlgorithm):
 
   Conv: ``s = sqrt(2 / (kh*kw*c_out))`` (He normal, fan-out); dense:
   ``s = 1 / sqrt(n_in)`` (the authors' released code; the extracted paper
-  text reads "1/n_output", see SPEC §1).
+  text reads "1/n_output", see docs/algorithms.md §1).
   """
 
   name = "ss"
@@ -154,15 +151,7 @@ def _check_flip_prob(name, flip_prob):
         "feedback sign disagrees with the forward sign (liao2016 Table 3), "
         f"e.g. tfbio.feedback.get('{name}', flip_prob=0.25). "
         "Received: flip_prob=None")
-  try:
-    flip_prob = float(flip_prob)
-  except (TypeError, ValueError):
-    raise ValueError(f"flip_prob must be a number in [0, 1]. Received: "
-                     f"flip_prob={flip_prob!r}") from None
-  if not 0.0 <= flip_prob <= 1.0 or math.isnan(flip_prob):
-    raise ValueError(f"flip_prob must be in [0, 1]. Received: "
-                     f"flip_prob={flip_prob!r}")
-  return flip_prob
+  return checks.number("flip_prob", flip_prob, 0, 1, strings=True)
 
 
 @register
@@ -283,14 +272,7 @@ class RandomFeedback(_StoredFeedback):
   name = "rndf"
 
   def __init__(self, std=0.05):
-    try:
-      std = float(std)
-    except (TypeError, ValueError):
-      raise ValueError(f"std must be a positive number. Received: "
-                       f"std={std!r}") from None
-    if not std > 0 or math.isinf(std):
-      raise ValueError(f"std must be a positive number. Received: std={std!r}")
-    self.std = std
+    self.std = checks.number("std", std, 0, low_open=True, strings=True)
 
   def _initializer(self, layer, ctx):
     return keras.initializers.RandomNormal(
@@ -356,6 +338,70 @@ class UpdatedRandomFeedback(FeedbackAlignment):
 
   name = "urfb"
   trainable_feedback = True
+
+
+@register
+class KolenPollack(UpdatedRandomFeedback):
+  """Kolen–Pollack: ``B`` moved by W's increment and decayed like ``W``.
+
+  Akrout et al. 2019, "Deep learning without weight transport" (NeurIPS,
+  §3; after Kolen & Pollack 1994): ``B`` is drawn like ``fa``, is trainable,
+  receives exactly W's gradient (``dE/dB := dE/dW``, as ``urfb``), and ``W``
+  and ``B`` decay with the same ``λ``::
+
+      ΔW = -η (∇W + λ W)        ΔB = -η (∇W + λ B)
+
+  so ``W - B`` shrinks as ``(1 - ηλ)^t`` under plain SGD and ``B`` aligns
+  with ``W``. URFB (amit2019) is the ``λ = 0`` case.
+
+  Contract (where the decay comes from; ``W`` and ``B`` always get the same):
+
+  * ``weight_decay`` (``λ``, this rule's own): the layer gets the loss term
+    ``λ/2 (‖W‖² + ‖B‖²)`` (``tfbio.ops.kolen_pollack_decay``, attached to
+    ``B``'s variable as its regularizer, so it is in ``layer.losses`` /
+    ``model.losses``): the gradients become ``∇W + λW`` and ``∇W + λB``.
+    ``model.fit`` and tfbio's trainer add ``model.losses`` (scaled for the
+    replicas); a custom loop must add them too.
+  * the layer's ``kernel_regularizer`` is applied to ``B`` as well, so an L2
+    kernel regularizer decays both.
+  * decay that acts on every trainable variable — tfbio's trainer's
+    coupled ``optimizer.weight_decay`` (it adds ``wd * v`` to the gradient
+    of every trained variable, ``B`` included) or a Keras optimizer's
+    ``weight_decay`` — reaches ``B`` exactly as ``W``: nothing is added by
+    this rule, and ``B`` is not decayed twice. With such a decay,
+    ``weight_decay=0`` (the default) is Kolen–Pollack with the optimizer's
+    ``λ``; setting both decays ``W`` and ``B`` by the sum.
+
+  Args:
+    initializer: as for ``fa``.
+    weight_decay: ``λ >= 0`` of the rule's own decay term (default 0).
+  """
+
+  name = "kp"
+
+  def __init__(self, initializer=None, weight_decay=0.0):
+    super().__init__(initializer)
+    self.weight_decay = checks.number("weight_decay", weight_decay, 0,
+                                       strings=True)
+
+  def build(self, layer, shape, dtype, ctx):
+    state = super().build(layer, shape, dtype, ctx)
+    feedback_kernel, kernel = state["feedback_kernel"], layer.kernel
+    kernel_regularizer = getattr(kernel, "regularizer", None)
+    decay = self.weight_decay
+    if kernel_regularizer is not None or decay:
+
+      def regularizer(b):
+        loss = 0.0 if kernel_regularizer is None else kernel_regularizer(b)
+        if decay:
+          loss = loss + kp_ops.kolen_pollack_decay(kernel, b, decay)
+        return loss
+
+      feedback_kernel.regularizer = regularizer
+    return state
+
+  def get_config(self):
+    return {**super().get_config(), "weight_decay": self.weight_decay}
 
 
 def _state_weight(layer, name, shape, dtype, initializer, trainable=False):

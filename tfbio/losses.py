@@ -6,7 +6,7 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="tfbio")
 class MulticlassHinge(keras.losses.Loss):
-  """One-vs-all hinge of amit2019 §3.2 (SPEC §3).
+  """One-vs-all hinge of amit2019 §3.2 (docs/algorithms.md §3).
 
   For true class ``c`` and outputs ``x``:
   ``L = max(0, 1 - x_c) + μ Σ_{i≠c} max(0, 1 + x_i)``, so that

@@ -13,7 +13,7 @@ class BatchManhattan(keras.optimizers.Optimizer):
   """Batch Manhattan (liao2016 §3): update with the *sign* of the gradient.
 
   With ``g`` the minibatch gradient, ``m`` momentum, ``d`` weight decay, ``η``
-  the learning rate and ``w += η τ`` (SPEC §3):
+  the learning rate and ``w += η τ`` (docs/algorithms.md §3):
 
   * setting 0 (SGD):          ``τ = -g + m τ_prev - d w``
   * setting 1 (default "BM"): ``τ = -sign(g) + m τ_prev - d w``

@@ -9,7 +9,8 @@ images; no download), with `model.fit`, and prints a comparison table.
         --epochs=30 --seed=1
 
 Initializers follow xiao2018 (He normal fan-out for conv, U(-1/sqrt(n_in),
-1/sqrt(n_in)) for dense), so `ss` and `fa` use the scales of SPEC §1.
+1/sqrt(n_in)) for dense), so `ss` and `fa` use the scales of
+docs/algorithms.md §1.
 """
 
 import time

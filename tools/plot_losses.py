@@ -16,6 +16,7 @@ from absl import app
 from absl import flags
 
 from tfbio import analysis
+from tfbio.train import workdir
 
 _RUNS = flags.DEFINE_string("runs", None, "Comma-separated LABEL=WORKDIR "
                             "(or a workdir alone: its name is the label).")
@@ -49,8 +50,11 @@ def main(argv):
   if not _RUNS.value or not _OUT.value:
     raise app.UsageError("--runs and --out are required")
   try:
-    analysis.plot_detection_losses(parse_runs(_RUNS.value), _OUT.value,
-                                   _SMOOTH.value, _TITLE.value)
+    required = [k for k, _ in analysis.LOSS_PANELS]
+    runs = [(label, workdir.read_steps(path, required=required))
+            for label, path in parse_runs(_RUNS.value)]
+    analysis.plot_detection_losses(runs, _OUT.value, _SMOOTH.value,
+                                   _TITLE.value)
   except ValueError as e:
     raise SystemExit(f"plot_losses: error: {e}") from None
 

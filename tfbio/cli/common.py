@@ -45,3 +45,23 @@ def flags_parser(program):
     return None
 
   return parse
+
+
+def run(main, program, module_name):
+  """``app.run(main)`` for a binary defined in module ``module_name``.
+
+  ``--help`` shows the binary's own docstring (usage and examples) and its
+  own flags (``--helpfull``: every flag, TensorFlow's and absl's included),
+  also when it runs as a console script (whose main module is the script
+  wrapper, not the module defining the flags); bad flags become one line.
+  """
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  module = sys.modules[module_name]
+  main_module = sys.modules["__main__"]
+  if main_module is not module:
+    main_module.__doc__ = module.__doc__
+  for flag in flags.FLAGS.get_flags_for_module(module_name):
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+  app.run(main, flags_parser=flags_parser(program))

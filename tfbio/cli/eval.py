@@ -2,16 +2,15 @@ r"""tfbio-eval: evaluates a run's latest checkpoint on its eval split.
 
     tfbio-eval --workdir=/tmp/run [--split=test] [--out=eval.json]
 
-Writes ``{"eval_loss", "eval_error", ["eval_top5_error"], "step"}`` to
-``WORKDIR/eval_{split}.json`` (or ``--out``) and logs it.
+Works on a run of every kind (classification, detection, target
+propagation). Writes the eval metrics (classification: ``eval_loss``,
+``eval_error``, [``eval_top5_error``]; detection: ``eval_AP``, ...) plus
+``step`` and ``split`` to ``WORKDIR/eval_{split}.json`` (or ``--out``) and
+logs them.
 """
 
 from tfbio.cli import common
 
-import json  # noqa: E402
-import os  # noqa: E402
-
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
@@ -27,27 +26,20 @@ def main(argv):
     common.fail("tfbio-eval", f"unexpected arguments {argv[1:]}")
   if not _WORKDIR.value:
     common.fail("tfbio-eval", "--workdir is required")
-  from tfbio.train import detection  # pylint: disable=g-import-not-at-top
+  from tfbio.train import run as run_lib  # pylint: disable=g-import-not-at-top
 
   try:
-    trainer = detection.restore(_WORKDIR.value)
-    if _SPLIT.value:
-      with trainer.config.unlocked():
-        trainer.config.data.eval_split = _SPLIT.value
-      trainer.setup_data()
-    result = trainer.evaluate()
+    result, path = run_lib.evaluate(_WORKDIR.value, _SPLIT.value, _OUT.value)
   except common.USER_ERRORS as e:
     common.fail("tfbio-eval", e)
-  result["step"] = int(trainer.step.numpy())
-  split = trainer.config.data.eval_split
-  out = _OUT.value or os.path.join(_WORKDIR.value, f"eval_{split}.json")
-  with open(out, "w", encoding="utf-8") as f:
-    json.dump(result, f, indent=1)
-  logging.info("%s: %s (wrote %s)", split, result, out)
+  logging.info("%s at step %d: %s (wrote %s)", result["split"],
+               result["step"], ", ".join(
+                   f"{k} {v:.4f}" for k, v in result.items()
+                   if k.startswith("eval_")), path)
 
 
 def run():
-  app.run(main, flags_parser=common.flags_parser("tfbio-eval"))
+  common.run(main, "tfbio-eval", __name__)
 
 
 if __name__ == "__main__":

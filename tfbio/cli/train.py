@@ -14,7 +14,6 @@ an interrupted run from ``WORKDIR/checkpoints``. With
 
 from tfbio.cli import common  # Sets TF's log level before TF loads.
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
@@ -29,6 +28,10 @@ _STRATEGY = flags.DEFINE_string(
 _TPU = flags.DEFINE_string("tpu", None, "TPU name or address (strategy=tpu).")
 _EXPORT = flags.DEFINE_bool("export", False, "Also export a SavedModel to "
                             "WORKDIR/export at the end (see tfbio-export).")
+_CPU_REPLICAS = flags.DEFINE_integer(
+    "cpu_replicas", None, "Split the CPU into N logical devices, so that "
+    "--strategy=mirrored runs N replicas on a machine without GPUs.",
+    lower_bound=1)
 
 
 def main(argv):
@@ -39,37 +42,30 @@ def main(argv):
                 "--config=configs/liao2016.py:smoke=1")
   if not _WORKDIR.value:
     common.fail("tfbio-train", "--workdir is required")
-  from tfbio.train import detection  # pylint: disable=g-import-not-at-top
+  from tfbio.train import run as run_lib  # pylint: disable=g-import-not-at-top
   from tfbio.train import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  from tfbio.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
   try:
-    # 1. Strategy (and config validation: nothing is written before it);
-    #    detection models (RetinaNet) get the detection loop.
-    trainer_cls = detection.trainer_class(_CONFIG.value)
-    if _CONFIG.value.get("tp", {}).get("enabled"):  # Target propagation.
-      from tfbio.train.tp_trainer import TPTrainer as trainer_cls  # pylint: disable=g-import-not-at-top
-    trainer = trainer_cls(_CONFIG.value, _WORKDIR.value,
-                          strategy=_STRATEGY.value, tpu_address=_TPU.value)
-    # 2. Data: sizes, classes, input shape; fails fast if the data is absent.
-    trainer.setup_data()
-    # 3. Model + optimizer + checkpoint under strategy.scope().
-    trainer.setup_model()
-    # 4-5. Logs (progress bar, CSV, TensorBoard, alignment) and the loop.
-    metrics = trainer.train()
-  except trainer_lib.TrainingDiverged as e:
+    if _CPU_REPLICAS.value:
+      from tfbio.train import strategy  # pylint: disable=g-import-not-at-top
+      strategy.split_cpu(_CPU_REPLICAS.value)
+    # Strategy, data, model and the loop (tfbio.train.run.train's phases).
+    trainer, metrics = run_lib.train(_CONFIG.value, _WORKDIR.value,
+                                     strategy=_STRATEGY.value,
+                                     tpu_address=_TPU.value)
+  except common.USER_ERRORS + (trainer_lib.TrainingDiverged,) as e:
     common.fail("tfbio-train", e)
-  except common.USER_ERRORS as e:
-    common.fail("tfbio-train", e)
-  # 6. Export.
+  # Export.
   if _EXPORT.value and trainer.is_chief:
     from tfbio.train import export  # pylint: disable=g-import-not-at-top
     export.export_model(trainer.model, _WORKDIR.value)
-  key = trainer.primary_metric[0]
-  logging.info("final %s %.4f", key, metrics[f"final_{key}"])
+  name, _, best, final = workdir_lib.primary(metrics)
+  logging.info("final %s %.4f (best %.4f)", name, final, best)
 
 
 def run():
-  app.run(main, flags_parser=common.flags_parser("tfbio-train"))
+  common.run(main, "tfbio-train", __name__)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from tfbio.data import sources
 from tfbio.data.datasets import dataset_info
 from tfbio.data.datasets import get_dataset
 from tfbio.data.datasets import names
+from tfbio.data.sources import FASHION_MNIST_DIR
+from tfbio.data.sources import fashion_mnist_idx_present
 
-__all__ = ["dataset_info", "get_dataset", "idx", "names", "preprocessing",
-           "sources"]
+__all__ = ["FASHION_MNIST_DIR", "dataset_info", "fashion_mnist_idx_present",
+           "get_dataset", "idx", "names", "preprocessing", "sources"]

@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfbio.data import preprocessing
+from tfbio.utils import checks
 
 __all__ = ["COCO_2017_CATEGORY_IDS", "STATS_KEYS", "coco_dataset",
            "coco_eval", "coco_info", "detections_to_coco", "resolve",
@@ -141,13 +142,6 @@ def coco_info(path, split=None):
           "annotation_file": annotation_file, "image_dir": image_dir}
 
 
-def _check_size(image_size):
-  if image_size is None:
-    raise ValueError("image_size must be a positive int or a pair of positive "
-                     "ints (height, width). Received: image_size=None")
-  return tuple(int(s) for s in preprocessing.parse_image_size(image_size))
-
-
 def _prepare(image, boxes, classes, image_id, flip_seed, *, image_size,
              max_boxes, augment, normalize):
   """Resize-and-pad one example; see the module docstring for the output.
@@ -213,15 +207,10 @@ def _finish(ds, *, image_size, max_boxes, augment, normalize, seed,
 
 
 def _check_options(image_size, max_boxes, batch_size):
-  size = _check_size(image_size)
-  if not isinstance(max_boxes, int) or isinstance(max_boxes, bool) or (
-      max_boxes < 1):
-    raise ValueError(f"max_boxes must be a positive int. Received: "
-                     f"max_boxes={max_boxes!r}")
-  if batch_size is not None and (not isinstance(batch_size, int)
-                                 or batch_size < 1):
-    raise ValueError(f"batch_size must be a positive int or None. Received: "
-                     f"batch_size={batch_size!r}")
+  size = checks.int_tuple("image_size", image_size, 2)
+  checks.positive_int("max_boxes", max_boxes)
+  if batch_size is not None:
+    checks.positive_int("batch_size", batch_size)
   return size
 
 

@@ -5,13 +5,12 @@ preprocessing (``tfbio.data.preprocessing``) keyed on ``(seed, element
 index)``, batching and prefetching.
 """
 
-import operator
-
 from absl import logging
 import tensorflow as tf
 
 from tfbio.data import preprocessing
 from tfbio.data import sources
+from tfbio.utils import checks
 
 
 def names():
@@ -19,20 +18,6 @@ def names():
   form ``"folder:<path>"``); any other name is looked up in
   tensorflow-datasets."""
   return list(sources.BUILTIN_NAMES)
-
-
-def _check_int(name, value, minimum=None):
-  try:
-    if isinstance(value, bool):
-      raise TypeError
-    value = operator.index(value)
-  except TypeError:
-    raise ValueError(f"{name} must be an int. Received: "
-                     f"{name}={value!r}") from None
-  if minimum is not None and value < minimum:
-    raise ValueError(f"{name} must be >= {minimum}. Received: "
-                     f"{name}={value!r}")
-  return value
 
 
 def dataset_info(name, data_dir=None, *, image_size=None):
@@ -104,9 +89,9 @@ def get_dataset(name, split, *, batch_size, data_dir=None, image_size=None,
     FileNotFoundError: if the data is missing (the message says where it
       looked and how to provide the data).
   """
-  batch_size = _check_int("batch_size", batch_size, 1)
-  seed = _check_int("seed", seed)
-  shuffle_buffer = _check_int("shuffle_buffer", shuffle_buffer, 1)
+  batch_size = checks.positive_int("batch_size", batch_size)
+  seed = checks.integer("seed", seed)
+  shuffle_buffer = checks.positive_int("shuffle_buffer", shuffle_buffer)
   preprocessing.check_name(preprocess)
   size = preprocessing.parse_image_size(image_size)
   if not isinstance(split, str) or not split:

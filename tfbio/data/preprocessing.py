@@ -20,9 +20,9 @@ Named preprocessings (``preprocess=`` of ``tfbio.data.get_dataset``):
 * ``"imagenet"``: ``"imagenet_train"`` in training, else ``"imagenet_eval"``.
 """
 
-import operator
-
 import tensorflow as tf
+
+from tfbio.utils import checks
 
 NAMES = ("none", "cifar_augment", "imagenet", "imagenet_train",
          "imagenet_eval")
@@ -59,20 +59,7 @@ def parse_image_size(image_size):
   """``None``, an int or an ``(h, w)`` pair -> ``None`` or ``(h, w)``."""
   if image_size is None:
     return None
-  values = (image_size,) * 2 if hasattr(image_size, "__index__") else image_size
-  try:
-    if isinstance(image_size, (str, bytes)) or len(values) != 2:
-      raise TypeError
-    if any(isinstance(v, bool) for v in values):
-      raise TypeError
-    sizes = tuple(operator.index(v) for v in values)
-  except TypeError:
-    sizes = None
-  if sizes is None or min(sizes) <= 0:
-    raise ValueError("image_size must be a positive int or a pair of "
-                     "positive ints (height, width). Received: "
-                     f"image_size={image_size!r}")
-  return sizes
+  return checks.int_tuple("image_size", image_size, 2)
 
 
 def to_float(image):

@@ -31,9 +31,13 @@ import tensorflow as tf
 
 from tfbio.data import idx as idx_lib
 
+# Where the Debian packages dataset-fashion-mnist / dataset-mnist put the IDX
+# files.
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+MNIST_DIR = "/usr/share/datasets/mnist"
 DEFAULT_IDX_DIRS = {
-    "fashion_mnist_idx": "/usr/share/datasets/fashion-mnist",
-    "mnist_idx": "/usr/share/datasets/mnist",
+    "fashion_mnist_idx": FASHION_MNIST_DIR,
+    "mnist_idx": MNIST_DIR,
 }
 FOLDER_PREFIX = "folder:"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -42,6 +46,22 @@ OFFLINE_HINT = ("or use an offline source: 'digits', 'fashion_mnist_idx' "
                 "(apt-get install dataset-fashion-mnist), 'mnist_idx', "
                 "'folder:<path>'")
 _AUTOTUNE = tf.data.AUTOTUNE
+
+
+def fashion_mnist_idx_present(data_dir=None):
+  """Whether ``data_dir`` holds Fashion-MNIST's train and test IDX files.
+
+  Args:
+    data_dir: the directory; None: :data:`FASHION_MNIST_DIR`.
+
+  Returns:
+    True if both splits' image and label files (plain or ``.gz``) are there,
+    i.e. the source ``"fashion_mnist_idx"`` can load them.
+  """
+  directory = FASHION_MNIST_DIR if data_dir is None else os.fspath(data_dir)
+  return os.path.isdir(directory) and all(
+      path is not None for split in idx_lib.SPLIT_PREFIXES
+      for path in idx_lib.find_split_files(directory, split))
 
 
 def internet_available(host="storage.googleapis.com", port=443, timeout=3.0):

@@ -13,43 +13,17 @@ class only decides which tensors to pass and keeps the state:
   entries are exactly 0 forever (forward uses ``W ∘ mask``, so their gradient
   is 0, and a constraint re-applies the mask after every optimizer update);
 * optional sign-fixed weights (``sign_fixed=True``): an update that would flip
-  a weight's sign leaves it at ``±1e-10`` instead (SPEC §1). The reference
-  signs are those of ``W`` at build time, kept in the ``sign_reference``
-  variable; call :meth:`reset_sign_reference` after assigning new weights.
+  a weight's sign leaves it at ``±1e-10`` instead (docs/algorithms.md §1).
+  The reference signs are those of ``W`` at build time, kept in the
+  ``sign_reference`` variable; call :meth:`reset_sign_reference` after
+  assigning new weights.
 """
-
-import random
 
 import keras
 import tensorflow as tf
 
 from tfbio import feedback as feedback_lib
-from tfbio.ops import feedback_kernels as fk
-
-
-def _check_density(name, value):
-  try:
-    value = float(value)
-  except (TypeError, ValueError):
-    raise ValueError(f"{name} must be a number in (0, 1]. Received: "
-                     f"{name}={value!r}") from None
-  if not 0.0 < value <= 1.0:
-    raise ValueError(f"{name} must be in (0, 1]. Received: {name}={value!r}")
-  return value
-
-
-def resolve_seed(seed):
-  """``seed``, or a fresh random one for None; ValueError unless an int >= 0.
-
-  The drawn seed is stored (and serialized) so that a saved layer or model
-  draws the same random feedback state again.
-  """
-  if seed is None:
-    seed = random.randint(0, 2**31 - 2)
-  if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-    raise ValueError(f"seed must be a non-negative int. Received: "
-                     f"seed={seed!r}")
-  return seed
+from tfbio.layers import feedback_mixin as shared
 
 
 class BaseFeedbackLayer(keras.layers.Layer):
@@ -93,15 +67,10 @@ class BaseFeedbackLayer(keras.layers.Layer):
     self.bias_regularizer = keras.regularizers.get(bias_regularizer)
     self.kernel_constraint = keras.constraints.get(kernel_constraint)
     self.bias_constraint = keras.constraints.get(bias_constraint)
-    self.feedback = feedback_lib.get(feedback)
-    self.density = _check_density("density", density)
-    self.feedback_density = _check_density("feedback_density",
-                                           feedback_density)
-    if not isinstance(sign_fixed, bool):
-      raise ValueError(f"sign_fixed must be a bool. Received: "
-                       f"sign_fixed={sign_fixed!r}")
-    self.sign_fixed = sign_fixed
-    self.seed = resolve_seed(seed)
+    (self.feedback, self.density, self.feedback_density, self.sign_fixed,
+     self.seed) = shared.check_feedback_args(feedback, density,
+                                             feedback_density, sign_fixed,
+                                             seed)
     self.kernel_mask = None
     self.feedback_mask = None
     self.sign_reference = None
@@ -118,10 +87,9 @@ class BaseFeedbackLayer(keras.layers.Layer):
     self._feedback_ctx = feedback_lib.FeedbackContext(
         self.kernel_kind, int(fan_in), int(fan_out), self.seed)
     if self.density < 1.0:
-      self.kernel_mask = self.add_weight(
-          name="kernel_mask", shape=shape, trainable=False,
-          initializer=self._mask_initializer(
-              self.density, feedback_lib.PURPOSE_KERNEL_MASK))
+      self.kernel_mask = shared.add_mask(self, "kernel_mask", shape,
+                                         self.density, self.seed,
+                                         feedback_lib.PURPOSE_KERNEL_MASK)
       base_init, mask = initializer, self.kernel_mask
       initializer = lambda shape, dtype=None: (  # noqa: E731
           base_init(shape, dtype=dtype) * tf.cast(mask, dtype or "float32"))
@@ -151,34 +119,11 @@ class BaseFeedbackLayer(keras.layers.Layer):
 
   def _build_feedback_state(self):
     """Creates the algorithm's state, ``B``'s mask, sign reference, step."""
-    shape = tuple(self.kernel.shape)
-    if self.feedback_density < 1.0:
-      self.feedback_mask = self.add_weight(
-          name="feedback_mask", shape=shape, trainable=False,
-          initializer=self._mask_initializer(
-              self.feedback_density, feedback_lib.PURPOSE_FEEDBACK_MASK))
-    self._feedback_state = self.feedback.build(
-        self, shape, self.variable_dtype, self._feedback_ctx)
-    for name, variable in self._feedback_state.items():
-      # Attributes (not only the dict) so that tf.train.Checkpoint finds them;
-      # "_" keeps them off the public feedback_kernel() method's name.
-      setattr(self, "_" + name, variable)
-    stored_b = self._feedback_state.get("feedback_kernel")
-    if stored_b is not None and self.feedback_mask is not None:
-      stored_b.assign(stored_b * self.feedback_mask)
-      if stored_b.trainable:
-        mask = self.feedback_mask
-        stored_b.constraint = lambda b: b * mask
-    if self.sign_fixed:
-      kernel = self.kernel
-      self.sign_reference = self.add_weight(
-          name="sign_reference", shape=shape, trainable=False,
-          initializer=lambda shape, dtype=None: tf.where(
-              kernel.value >= 0, 1.0, -1.0))
+    # Also sets self.feedback_mask and self.sign_reference (when used).
+    _, self._feedback_state, _ = shared.build_feedback_state(
+        self, self, self.kernel, self._feedback_ctx)
     if self.feedback.per_step:
-      self.feedback_step = self.add_weight(
-          name="feedback_step", shape=(), dtype="int64", trainable=False,
-          initializer="zeros", aggregation="only_first_replica")
+      self.feedback_step = shared.add_feedback_step(self)
 
   def adapt_initializer(self, initializer):
     """Hook for kernel shapes whose fans Keras computes wrongly (LC layers).
@@ -187,19 +132,9 @@ class BaseFeedbackLayer(keras.layers.Layer):
     """
     return initializer
 
-  def _mask_initializer(self, density, purpose):
-    seed = self.seed
-    return lambda shape, dtype=None: fk.stateless_mask(
-        shape, density, seed, purpose, dtype=dtype or "float32")
-
   def _constrain_kernel(self, w):
-    if self._user_kernel_constraint is not None:
-      w = self._user_kernel_constraint(w)
-    if self.sign_fixed:
-      w = fk.sign_fix(w, tf.cast(self.sign_reference, w.dtype))
-    if self.kernel_mask is not None:
-      w = w * tf.cast(self.kernel_mask, w.dtype)
-    return w
+    return shared.constrain_kernel(w, self._user_kernel_constraint,
+                                   self.sign_reference, self.kernel_mask)
 
   def reset_sign_reference(self):
     """Re-reads the reference signs from the current ``W`` (and re-masks it).
@@ -215,20 +150,12 @@ class BaseFeedbackLayer(keras.layers.Layer):
 
   def _kernels(self, training=False):
     """Returns ``(W_eff, B)``; ``B`` is None when the plain op applies."""
-    w = tf.convert_to_tensor(self.kernel)
-    if w.dtype != self.compute_dtype:
-      w = tf.cast(w, self.compute_dtype)
-    if self.kernel_mask is not None:
-      w = w * tf.cast(self.kernel_mask, w.dtype)
-    if self.feedback.is_backprop and self.feedback_mask is None:
-      return w, None
-    step = 0
-    if self.feedback_step is not None:
-      step = tf.convert_to_tensor(self.feedback_step)
-    b = self.feedback.kernel(w, self._feedback_state, self._feedback_ctx, step)
-    if self.feedback_mask is not None:
-      b = b * tf.cast(self.feedback_mask, b.dtype)
-    if training and self.feedback_step is not None:
+    w, b = shared.kernel_pair(self, self.kernel, self.kernel_mask,
+                              self.feedback_mask, self._feedback_state,
+                              self._feedback_ctx,
+                              shared.feedback_step_value(self))
+    # The plain op (B None) leaves the step as it is.
+    if training and b is not None and self.feedback_step is not None:
       self.feedback_step.assign_add(1)
     return w, b
 
@@ -237,9 +164,7 @@ class BaseFeedbackLayer(keras.layers.Layer):
 
     For ``bp`` this is ``W`` itself (masked where a feedback mask is set).
     """
-    if not self.built:
-      raise ValueError(f"Layer {self.name!r} is not built yet; call it on an "
-                       "input first.")
+    shared.check_built(self)
     w, b = self._kernels(training=False)
     return w if b is None else b
 
@@ -261,10 +186,6 @@ class BaseFeedbackLayer(keras.layers.Layer):
         "kernel_constraint": keras.constraints.serialize(
             self.kernel_constraint),
         "bias_constraint": keras.constraints.serialize(self.bias_constraint),
-        "feedback": feedback_lib.serialize(self.feedback),
-        "density": self.density,
-        "feedback_density": self.feedback_density,
-        "sign_fixed": self.sign_fixed,
-        "seed": self.seed,
+        **shared.feedback_config(self),
     })
     return config

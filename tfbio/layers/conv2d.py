@@ -5,39 +5,8 @@ import tensorflow as tf
 
 from tfbio.layers.base_feedback import BaseFeedbackLayer
 from tfbio.ops import feedback_ops
-
-
-def normalize_tuple(value, name, allow_zero=False):
-  """``int`` or pair → pair of ints; ValueError quoting the value otherwise."""
-  values = (value, value) if isinstance(value, int) else value
-  try:
-    values = tuple(values)
-  except TypeError:
-    values = None
-  low = 0 if allow_zero else 1
-  if (values is None or len(values) != 2
-      or not all(isinstance(v, int) and not isinstance(v, bool) and v >= low
-                 for v in values)):
-    raise ValueError(f"{name} must be an int or a pair of ints >= {low}. "
-                     f"Received: {name}={value!r}")
-  return values
-
-
-def normalize_padding(padding):
-  if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-    raise ValueError(f"padding must be 'valid' or 'same'. Received: "
-                     f"padding={padding!r}")
-  return padding.lower()
-
-
-def conv_output_length(length, kernel, stride, padding, dilation=1):
-  """Output length of a convolution along one axis (None stays None)."""
-  if length is None:
-    return None
-  if padding == "same":
-    return -(-length // stride)
-  effective = dilation * (kernel - 1) + 1
-  return (length - effective) // stride + 1
+from tfbio.utils import checks
+from tfbio.utils.geometry import conv_output_length
 
 
 @keras.saving.register_keras_serializable(package="tfbio")
@@ -45,8 +14,8 @@ class Conv2D(BaseFeedbackLayer):
   """``keras.layers.Conv2D`` whose input gradient convolves with ``B``.
 
   Forward: exactly Keras' convolution. Backward: true ``dE/dW``, ``dE/db``;
-  ``dE/dx`` is the transposed convolution of ``g`` with ``B`` (SPEC §1;
-  xiao2018, liao2016, amit2019).
+  ``dE/dx`` is the transposed convolution of ``g`` with ``B``
+  (docs/algorithms.md §1, §2; xiao2018, liao2016, amit2019).
 
   Input shape: ``(batch, h, w, c_in)`` (``channels_last``) or
   ``(batch, c_in, h, w)`` (``channels_first``).
@@ -88,24 +57,21 @@ class Conv2D(BaseFeedbackLayer):
         feedback=feedback, density=density,
         feedback_density=feedback_density, sign_fixed=sign_fixed, seed=seed,
         **kwargs)
-    if not isinstance(filters, int) or isinstance(filters, bool) or (
-        filters <= 0):
-      raise ValueError(f"filters must be a positive int. Received: "
-                       f"filters={filters!r}")
+    filters = checks.positive_int("filters", filters)
     if groups != 1:
       raise ValueError(f"tfbio.layers.Conv2D supports only groups=1. "
                        f"Received: groups={groups!r}")
     self.filters = filters
-    self.kernel_size = normalize_tuple(kernel_size, "kernel_size")
-    self.strides = normalize_tuple(strides, "strides")
-    self.padding = normalize_padding(padding)
+    self.kernel_size = checks.int_tuple("kernel_size", kernel_size, 2)
+    self.strides = checks.int_tuple("strides", strides, 2)
+    self.padding = checks.padding("padding", padding)
     if data_format is None:
       data_format = keras.config.image_data_format()
     if data_format not in ("channels_last", "channels_first"):
       raise ValueError(f"data_format must be 'channels_last' or "
                        f"'channels_first'. Received: data_format={data_format!r}")
     self.data_format = data_format
-    self.dilation_rate = normalize_tuple(dilation_rate, "dilation_rate")
+    self.dilation_rate = checks.int_tuple("dilation_rate", dilation_rate, 2)
     if max(self.strides) > 1 and max(self.dilation_rate) > 1:
       raise ValueError(f"strides > 1 cannot be combined with dilation_rate > 1."
                        f" Received: strides={strides!r}, "

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from tfbio.layers.base_feedback import BaseFeedbackLayer
 from tfbio.ops import feedback_ops
+from tfbio.utils import checks
 
 
 @keras.saving.register_keras_serializable(package="tfbio")
@@ -13,7 +14,7 @@ class Dense(BaseFeedbackLayer):
 
   Forward: ``activation(x @ W + b)``, exactly as Keras. Backward: ``dE/dW`` and
   ``dE/db`` are the true gradients, ``dE/dx = g @ B^T`` where ``B`` is defined
-  by ``feedback`` (SPEC §1; xiao2018, liao2016, amit2019).
+  by ``feedback`` (docs/algorithms.md §1, §2; xiao2018, liao2016, amit2019).
 
   Input shape: ``(..., n_in)``; output shape ``(..., units)``.
 
@@ -53,10 +54,7 @@ class Dense(BaseFeedbackLayer):
         feedback=feedback, density=density,
         feedback_density=feedback_density, sign_fixed=sign_fixed, seed=seed,
         **kwargs)
-    if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
-      raise ValueError(f"units must be a positive int. Received: "
-                       f"units={units!r}")
-    self.units = units
+    self.units = checks.positive_int("units", units)
     self.input_spec = keras.layers.InputSpec(min_ndim=2)
     self.supports_masking = True
 

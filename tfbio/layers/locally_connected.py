@@ -6,9 +6,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfbio.layers.base_feedback import BaseFeedbackLayer
-from tfbio.layers.conv2d import normalize_padding
-from tfbio.layers.conv2d import normalize_tuple
 from tfbio.ops import locally_connected as lc_ops
+from tfbio.utils import checks
 
 IMPLEMENTATIONS = ("auto", "dense", "sparse")
 
@@ -17,12 +16,12 @@ IMPLEMENTATIONS = ("auto", "dense", "sparse")
 class LocallyConnected2D(BaseFeedbackLayer):
   """A convolution's connectivity with a separate filter at every position.
 
-  amit2019 §4.1 ("untied" layers) and bartunov2018 §2.2 (SPEC §2); Keras 3
-  no longer ships this layer. Output position ``(i, j)`` sees the same input
-  window as a ``Conv2D`` with the same ``kernel_size``/``strides``/``padding``,
-  but through its own filter and bias. Every feedback algorithm, the
-  sparse-connectivity masks and sign-fixed weights work as in
-  ``tfbio.layers.Dense``/``Conv2D``.
+  amit2019 §4.1 ("untied" layers) and bartunov2018 §2.2 (docs/algorithms.md §2);
+  Keras 3 no longer ships this layer. Output position ``(i, j)`` sees the same
+  input window as a ``Conv2D`` with the same
+  ``kernel_size``/``strides``/``padding``, but through its own filter and bias.
+  Every feedback algorithm, the sparse-connectivity masks and sign-fixed weights
+  work as in ``tfbio.layers.Dense``/``Conv2D``.
 
   Kernel shape ``(out_h*out_w, kh*kw*c_in, filters)`` (positions row-major,
   taps in ``(kh, kw, c_in)`` order); bias shape ``(out_h, out_w, filters)``.
@@ -81,27 +80,20 @@ class LocallyConnected2D(BaseFeedbackLayer):
         feedback=feedback, density=density,
         feedback_density=feedback_density, sign_fixed=sign_fixed, seed=seed,
         **kwargs)
-    if not isinstance(filters, int) or isinstance(filters, bool) or (
-        filters <= 0):
-      raise ValueError(f"filters must be a positive int. Received: "
-                       f"filters={filters!r}")
+    filters = checks.positive_int("filters", filters)
     if data_format not in (None, "channels_last"):
       raise ValueError(f"LocallyConnected2D supports only "
                        f"data_format='channels_last'. Received: "
                        f"data_format={data_format!r}")
-    if implementation not in IMPLEMENTATIONS:
-      raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}. "
-                       f"Received: implementation={implementation!r}")
-    if not isinstance(max_dense_bytes, int) or max_dense_bytes <= 0:
-      raise ValueError(f"max_dense_bytes must be a positive int. Received: "
-                       f"max_dense_bytes={max_dense_bytes!r}")
     self.filters = filters
-    self.kernel_size = normalize_tuple(kernel_size, "kernel_size")
-    self.strides = normalize_tuple(strides, "strides")
-    self.padding = normalize_padding(padding)
+    self.kernel_size = checks.int_tuple("kernel_size", kernel_size, 2)
+    self.strides = checks.int_tuple("strides", strides, 2)
+    self.padding = checks.padding("padding", padding)
     self.data_format = "channels_last"
-    self.implementation = implementation
-    self.max_dense_bytes = max_dense_bytes
+    self.implementation = checks.one_of("implementation", implementation,
+                                        IMPLEMENTATIONS)
+    self.max_dense_bytes = checks.positive_int("max_dense_bytes",
+                                               max_dense_bytes)
     self.input_spec = keras.layers.InputSpec(ndim=4)
     self._resolved = None
     self._sparse = None

@@ -9,8 +9,9 @@ def affine_free_batch_norm(name=None, axis=-1, epsilon=1e-3, **kwargs):
   A preset over ``keras.layers.BatchNormalization`` with ``center=False,
   scale=False`` and test-time statistics as an exponential moving average
   with alpha = 0.05 (``momentum=0.95``), as liao2016 §3 uses everywhere
-  except in its "BN"/"BN+BM" baselines (SPEC §3). Batch norm back-propagates
-  its input gradient normally under every feedback algorithm.
+  except in its "BN"/"BN+BM" baselines (docs/algorithms.md §3). Batch norm
+  back-propagates its input gradient normally under every feedback
+  algorithm.
 
   Args:
     name: layer name.

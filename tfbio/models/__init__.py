@@ -6,7 +6,7 @@ with ``from_logits=True``), and takes the per-layer feedback spec
 
 * ``feedback``: the algorithm of every feedback layer (a name from
   ``tfbio.feedback.names()``, a dict ``{"name": ..., **params}`` or a
-  ``tfbio.feedback.FeedbackAlgorithm``; SPEC §1);
+  ``tfbio.feedback.FeedbackAlgorithm``; docs/algorithms.md §1);
 * ``last_layer``: the algorithm of the classifier only (None: ``feedback``);
   ``feedback="ss", last_layer="bp"`` is xiao2018's "SS + last layer BP";
 * ``overrides``: ``{layer name or regex: algorithm}`` as in
@@ -35,3 +35,6 @@ from tfbio.models.alexnet import *  # noqa: F401,F403
 from tfbio.models.amit2019 import *  # noqa: F401,F403
 from tfbio.models.bartunov2018 import *  # noqa: F401,F403
 from tfbio.models.retinanet import *  # noqa: F401,F403
+from tfbio.models.cifar_resnet import *  # noqa: F401,F403
+from tfbio.models.le_net import *  # noqa: F401,F403
+from tfbio.models.vit import *  # noqa: F401,F403

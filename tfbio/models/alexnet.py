@@ -12,10 +12,9 @@ import math
 import keras
 
 from tfbio import layers
-from tfbio.models.registry import check_input_shape
-from tfbio.models.registry import check_positive_int
 from tfbio.models.registry import FeedbackPlan
 from tfbio.models.registry import register_model
+from tfbio.utils import checks
 
 __all__ = ["alexnet"]
 
@@ -82,11 +81,9 @@ def alexnet(num_classes=1000, input_shape=(224, 224, 3), *, feedback="bp",
   Returns:
     A ``keras.Model`` named ``"alexnet"`` that outputs logits.
   """
-  check_positive_int(num_classes, "num_classes")
-  input_shape = check_input_shape(input_shape)
-  if not isinstance(batchnorm, bool):
-    raise ValueError(f"batchnorm must be a bool. Received: "
-                     f"batchnorm={batchnorm!r}")
+  checks.positive_int("num_classes", num_classes)
+  input_shape = checks.shape("input_shape", input_shape, rank=3)
+  checks.boolean("batchnorm", batchnorm)
   if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
     raise ValueError(f"dropout must be in [0, 1). Received: "
                      f"dropout={dropout!r}")

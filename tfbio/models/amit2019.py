@@ -45,10 +45,9 @@ import keras
 from tfbio import activations
 from tfbio import layers
 from tfbio.layers.locally_connected import IMPLEMENTATIONS
-from tfbio.models.registry import check_input_shape
-from tfbio.models.registry import check_positive_int
 from tfbio.models.registry import FeedbackPlan
 from tfbio.models.registry import register_model
+from tfbio.utils import checks
 
 __all__ = ["simpnet", "deepnet", "deepernet", "deepnet_s"]
 
@@ -141,26 +140,15 @@ def _check_untied(untied, model_name):
                    f"Received: untied={untied!r}")
 
 
-def _check_density(density):
-  if (isinstance(density, bool) or not isinstance(density, (int, float))
-      or not 0.0 < density <= 1.0):
-    raise ValueError(f"density must be a number in (0, 1]. Received: "
-                     f"density={density!r}")
-  return float(density)
-
-
 def _build(model_name, num_classes, input_shape, feedback, last_layer,
            overrides, untied, density, dropout, lc_implementation):
   """Builds ``_ARCHITECTURES[model_name]`` (see the module docstring)."""
-  check_positive_int(num_classes, "num_classes")
-  input_shape = check_input_shape(input_shape)
+  checks.positive_int("num_classes", num_classes)
+  input_shape = checks.shape("input_shape", input_shape, rank=3)
   untied_names = _check_untied(untied, model_name)
-  density = _check_density(density)
-  if not isinstance(dropout, bool):
-    raise ValueError(f"dropout must be a bool. Received: dropout={dropout!r}")
-  if lc_implementation not in IMPLEMENTATIONS:
-    raise ValueError(f"lc_implementation must be one of {IMPLEMENTATIONS}. "
-                     f"Received: lc_implementation={lc_implementation!r}")
+  density = checks.density("density", density)
+  checks.boolean("dropout", dropout)
+  checks.one_of("lc_implementation", lc_implementation, IMPLEMENTATIONS)
   plan = FeedbackPlan(feedback, last_layer, overrides)
   common = dict(kernel_initializer="glorot_uniform", bias_initializer="zeros",
                 density=density, feedback_density=density)

@@ -16,12 +16,12 @@ locally-connected (LC) stacks for MNIST (§3.1), CIFAR-10 (§3.2) and ImageNet
   the classifier ``output`` (Dense ``num_classes``), which outputs logits
   (the softmax lives in the loss).
 
-Target propagation (SPEC §6) trains layer ``l`` as ``h_l = f_l(h_{l-1}) =
-tanh(W_l h_{l-1} + b_l)``, so every hidden layer is ONE Keras feedback layer
-with ``activation="tanh"`` built in (no separate Activation layer): hidden
-layer ``l`` is the model layer named ``fc{l}`` / ``lc{l}``. The only
-parameter-free layers between them are ``flatten`` and, on ImageNet, the
-average pools ``pool{k}``.
+Target propagation (docs/algorithms.md §6) trains layer ``l`` as
+``h_l = f_l(h_{l-1}) = tanh(W_l h_{l-1} + b_l)``, so every hidden layer is
+ONE Keras feedback layer with ``activation="tanh"`` built in (no separate
+Activation layer): hidden layer ``l`` is the model layer named ``fc{l}`` /
+``lc{l}``. The only parameter-free layers between them are ``flatten`` and,
+on ImageNet, the average pools ``pool{k}``.
 
 ``conv=True`` builds "the convolutional analog of the LC network" (§3.2):
 ``tfbio.layers.Conv2D`` with identical geometry (kernel, filters, stride,
@@ -33,10 +33,9 @@ import keras
 
 from tfbio import layers
 from tfbio.layers.locally_connected import IMPLEMENTATIONS
-from tfbio.models.registry import check_input_shape
-from tfbio.models.registry import check_positive_int
 from tfbio.models.registry import FeedbackPlan
 from tfbio.models.registry import register_model
+from tfbio.utils import checks
 
 __all__ = [
     "bartunov2018_mnist_fc", "bartunov2018_cifar_fc",
@@ -68,13 +67,14 @@ def _check_fc_input_shape(input_shape):
     rank = len(input_shape)
   except TypeError:
     rank = 3
-  return check_input_shape(input_shape, rank=1 if rank == 1 else 3)
+  return checks.shape("input_shape", input_shape,
+                      rank=1 if rank == 1 else 3)
 
 
 def _fc(model_name, units, depth, num_classes, input_shape, feedback,
         last_layer, overrides):
   """``depth`` tanh Dense layers of ``units`` (``fc1``..), then ``output``."""
-  check_positive_int(num_classes, "num_classes")
+  checks.positive_int("num_classes", num_classes)
   input_shape = _check_fc_input_shape(input_shape)
   plan = FeedbackPlan(feedback, last_layer, overrides)
   inputs = keras.Input(shape=input_shape, name="image")
@@ -94,13 +94,10 @@ def _fc(model_name, units, depth, num_classes, input_shape, feedback,
 def _lc(model_name, num_classes, input_shape, feedback, last_layer, overrides,
         conv, lc_implementation):
   """The LC stack ``_LC_ARCHITECTURES[model_name]``, then ``output``."""
-  check_positive_int(num_classes, "num_classes")
-  input_shape = check_input_shape(input_shape)
-  if not isinstance(conv, bool):
-    raise ValueError(f"conv must be a bool. Received: conv={conv!r}")
-  if lc_implementation not in IMPLEMENTATIONS:
-    raise ValueError(f"lc_implementation must be one of {IMPLEMENTATIONS}. "
-                     f"Received: lc_implementation={lc_implementation!r}")
+  checks.positive_int("num_classes", num_classes)
+  input_shape = checks.shape("input_shape", input_shape, rank=3)
+  checks.boolean("conv", conv)
+  checks.one_of("lc_implementation", lc_implementation, IMPLEMENTATIONS)
   plan = FeedbackPlan(feedback, last_layer, overrides)
   inputs = keras.Input(shape=input_shape, name="image")
   x = inputs

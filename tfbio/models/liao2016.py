@@ -15,7 +15,8 @@ subtraction would cancel). The classifier's logits are not normalized.
 
 Initialisation (the paper does not state it): He normal fan-out for conv
 kernels and ``U(-1/sqrt(n_in), 1/sqrt(n_in))`` for dense kernels (xiao2018),
-the scales that the ``ss`` feedback assumes (SPEC §1); zero biases.
+the scales that the ``ss`` feedback assumes (docs/algorithms.md §1); zero
+biases.
 
 Layer names (every network): ``conv{i}``, ``conv{i}_bn``, ``conv{i}_relu``,
 ``pool{i}`` (with ``pool{i}_pad`` for the CIFAR network), ``flatten``,
@@ -25,10 +26,9 @@ Layer names (every network): ``conv{i}``, ``conv{i}_bn``, ``conv{i}_relu``,
 import keras
 
 from tfbio import layers
-from tfbio.models.registry import check_input_shape
-from tfbio.models.registry import check_positive_int
 from tfbio.models.registry import FeedbackPlan
 from tfbio.models.registry import register_model
+from tfbio.utils import checks
 
 __all__ = ["liao2016_cifar", "liao2016_mnist", "liao2016_others",
            "liao2016_svhn", "liao2016_timit"]
@@ -36,7 +36,8 @@ __all__ = ["liao2016_cifar", "liao2016_mnist", "liao2016_others",
 
 def _conv_initializer():
   # He normal, fan-out (xiao2018): the scale that `ss` assumes for conv layers
-  # (SPEC §1), so that sign-symmetry feeds back at the init scale.
+  # (docs/algorithms.md §1), so that sign-symmetry feeds back at the init
+  # scale.
   return keras.initializers.VarianceScaling(2.0, "fan_out",
                                             "untruncated_normal")
 
@@ -57,11 +58,10 @@ def _build(name, num_classes, input_shape, feedback, last_layer, overrides,
     conv_padding: ``"valid"`` or ``"same"`` (CIFAR: 2 units at 5x5/1).
     pool_pad: 1 unit right-bottom zero padding before every pool (CIFAR).
   """
-  check_positive_int(num_classes, "num_classes")
-  input_shape = check_input_shape(input_shape, rank=3 if convs else None)
-  if not isinstance(batchnorm, bool):
-    raise ValueError(f"batchnorm must be a bool. Received: "
-                     f"batchnorm={batchnorm!r}")
+  checks.positive_int("num_classes", num_classes)
+  input_shape = checks.shape("input_shape", input_shape,
+                             rank=3 if convs else None)
+  checks.boolean("batchnorm", batchnorm)
   plan = FeedbackPlan(feedback, last_layer, overrides)
 
   def hidden(x, layer):
@@ -201,7 +201,7 @@ def liao2016_others(num_classes=102, input_shape=(119, 119, 3), *,
       fc2    FC 2C + ReLU
       fc3    FC C (classifier)
   """
-  check_positive_int(num_classes, "num_classes")
+  checks.positive_int("num_classes", num_classes)
   return _build("liao2016_others", num_classes, input_shape, feedback,
                 last_layer, overrides, batchnorm,
                 convs=[(9, 48, 2, ("max", 2, 2)), (5, 128, 1, ("max", 2, 2))],

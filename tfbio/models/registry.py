@@ -185,29 +185,6 @@ class FeedbackPlan:
     return model
 
 
-def check_positive_int(value, what):
-  """ValueError quoting ``value`` unless it is a positive int."""
-  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-    raise ValueError(f"{what} must be a positive int. Received: "
-                     f"{what}={value!r}")
-  return value
-
-
-def check_input_shape(input_shape, rank=3):
-  """A tuple of ``rank`` (None: any number of) positive ints, or ValueError."""
-  try:
-    shape = tuple(input_shape)
-  except TypeError:
-    shape = None
-  if (shape is None or not shape or (rank is not None and len(shape) != rank)
-      or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
-                 for d in shape)):
-    what = "positive ints" if rank is None else f"{rank} positive ints"
-    raise ValueError(f"input_shape must be {what}. Received: "
-                     f"input_shape={input_shape!r}")
-  return shape
-
-
 def layer_names_matching(model, regex):
   """Names of the model's layers that fully match ``regex`` (docs, tests)."""
   pattern = re.compile(regex)

@@ -13,10 +13,9 @@ import math
 import keras
 
 from tfbio import layers
-from tfbio.models.registry import check_input_shape
-from tfbio.models.registry import check_positive_int
 from tfbio.models.registry import FeedbackPlan
 from tfbio.models.registry import register_model
+from tfbio.utils import checks
 
 __all__ = ["resnet18", "resnet18_cifar", "resnet18_features"]
 
@@ -80,9 +79,8 @@ def resnet18_features(inputs, plan, stem="imagenet", width=64):
   ``width`` is the stem's and ``layer1``'s filters (64 in ResNet-18; the
   stages have ``width × (1, 2, 4, 8)``).
   """
-  if stem not in STEMS:
-    raise ValueError(f"stem must be one of {STEMS}. Received: stem={stem!r}")
-  check_positive_int(width, "width")
+  checks.one_of("stem", stem, STEMS)
+  checks.positive_int("width", width)
   if stem == "imagenet":
     x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
     x = _conv(width, 7, 2, "valid", plan, "conv1")(x)
@@ -171,8 +169,8 @@ def resnet18(num_classes=1000, input_shape=(224, 224, 3), *, stem="imagenet",
   Returns:
     A ``keras.Model`` named ``"resnet18"`` that outputs logits.
   """
-  check_positive_int(num_classes, "num_classes")
-  input_shape = check_input_shape(input_shape)
+  checks.positive_int("num_classes", num_classes)
+  input_shape = checks.shape("input_shape", input_shape, rank=3)
   plan = FeedbackPlan(feedback, last_layer, overrides)
   inputs = keras.Input(shape=input_shape, name="image")
   x = resnet18_features(inputs, plan, stem, width)["C5"]
@@ -187,15 +185,17 @@ def resnet18(num_classes=1000, input_shape=(224, 224, 3), *, stem="imagenet",
   return plan.finish(keras.Model(inputs, outputs, name="resnet18"))
 
 
-@register_model(source="xiao2018 §3.1 / SPEC §4 (ResNet-18, CIFAR stem)",
+@register_model(source=("xiao2018 §3.1 / docs/algorithms.md §4 "
+                        "(ResNet-18, CIFAR stem)"),
                 input_shape=(32, 32, 3), num_classes=10)
 def resnet18_cifar(num_classes=10, input_shape=(32, 32, 3), *,
                    feedback="bp", last_layer=None, overrides=None, width=64):
   """:func:`resnet18` with the CIFAR stem (3x3/1 conv, no max pool).
 
-  The small-image variant of SPEC §4 (11,173,962 trainable parameters at 10
-  classes); same layer names as :func:`resnet18` without ``conv1_pad``,
-  ``maxpool_pad`` and ``maxpool``. ``width`` as in :func:`resnet18`.
+  The small-image variant of docs/algorithms.md §4 (11,173,962 trainable
+  parameters at 10 classes); same layer names as :func:`resnet18` without
+  ``conv1_pad``, ``maxpool_pad`` and ``maxpool``. ``width`` as in
+  :func:`resnet18`.
   """
   return resnet18(num_classes, input_shape, stem="cifar", feedback=feedback,
                   last_layer=last_layer, overrides=overrides, width=width)

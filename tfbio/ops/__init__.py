@@ -15,10 +15,18 @@ from tfbio.ops.feedback_kernels import (
     stateless_mask,
 )
 from tfbio.ops.feedback_ops import feedback_conv2d, feedback_matmul
+from tfbio.ops.feedback_linear import feedback_linear
+from tfbio.ops.kolen_pollack import kolen_pollack_decay
+from tfbio.ops.similarity import angle_degrees, cosine, pearson_correlation
 
 __all__ = [
+    "angle_degrees",
+    "cosine",
     "feedback_conv2d",
+    "feedback_linear",
     "feedback_matmul",
+    "kolen_pollack_decay",
+    "pearson_correlation",
     "random_magnitude_sign",
     "sign_fix",
     "sign_symmetric",

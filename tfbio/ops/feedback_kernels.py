@@ -1,8 +1,13 @@
-"""Feedback kernels ``B`` as pure functions of ``W`` and random state (SPEC §1)."""
+"""Feedback kernels ``B`` as pure functions of ``W`` and random state.
+
+Definitions: docs/algorithms.md §1.
+"""
 
 import math
 
 import tensorflow as tf
+
+from tfbio.utils import seeds
 
 
 def ss_scale(kind, fan_in, fan_out):
@@ -42,7 +47,7 @@ def random_magnitude_sign(kernel, magnitude, flips=None):
 def _seed(seed, purpose, step=0):
   # Stateless seeds are a pair of int64s: one for (layer seed, purpose),
   # one for the training step.
-  return tf.stack([tf.cast(seed, tf.int64) * 16 + purpose,
+  return tf.stack([seeds.mix_seed(tf.cast(seed, tf.int64), purpose),
                    tf.cast(step, tf.int64)])
 
 
@@ -83,7 +88,8 @@ def stateless_mask(shape, density, seed, purpose, dtype=tf.float32):
 
 def sign_fix(new_value, sign_reference, floor=1e-10):
   """Keeps each weight's sign: a weight whose sign would differ from
-  ``sign_reference`` (±1) is set to ``sign_reference * floor`` (SPEC §1)."""
+  ``sign_reference`` (±1) is set to ``sign_reference * floor``
+  (docs/algorithms.md §1)."""
   keep = new_value * sign_reference > 0
   return tf.where(keep, new_value,
                   sign_reference * tf.cast(floor, new_value.dtype))

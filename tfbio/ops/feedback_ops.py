@@ -1,6 +1,7 @@
 """Linear maps whose backward pass uses a feedback kernel ``B`` instead of ``W``.
 
-For ``y = op(x; W)`` with upstream gradient ``g = dE/dy`` (SPEC §0):
+For ``y = op(x; W)`` with upstream gradient ``g = dE/dy``
+(docs/algorithms.md §0):
 
 * the weight gradient is the true one, ``dE/dW = d/dW <g, op(x; W)>``;
 * the input gradient is the same linear map with ``B`` in place of ``W``,

@@ -2,8 +2,8 @@
 
 A locally-connected layer has the connectivity of a convolution (kernel size,
 stride, SAME/VALID padding) but a separate filter at every output position
-(amit2019 §4.1, bartunov2018 §2.2; SPEC §2). Its kernel has shape
-``(P, K, c_out)`` with ``P = out_h*out_w`` positions (row-major) and
+(amit2019 §4.1, bartunov2018 §2.2; docs/algorithms.md §2). Its kernel has
+shape ``(P, K, c_out)`` with ``P = out_h*out_w`` positions (row-major) and
 ``K = kh*kw*c_in`` taps in ``(kh, kw, c_in)`` order, so that
 ``kernel[p] == conv_kernel.reshape(K, c_out)`` reproduces a convolution.
 
@@ -18,13 +18,16 @@ Two forms compute the same map:
 
 Both take the feedback kernel ``B`` (same shape as ``W``) explicitly: the
 weight gradient is the true one, the input gradient uses ``B``, and
-``feedback_receives_kernel_grad`` makes ``dE/dB := dE/dW`` (SPEC §0).
+``feedback_receives_kernel_grad`` makes ``dE/dB := dE/dW``
+(docs/algorithms.md §0).
 """
 
 import math
 
 import numpy as np
 import tensorflow as tf
+
+from tfbio.utils import geometry
 
 
 def lc_geometry(in_h, in_w, kernel_size, strides, padding):
@@ -36,12 +39,13 @@ def lc_geometry(in_h, in_w, kernel_size, strides, padding):
     ValueError: the kernel is larger than the (padded) input.
   """
   (kh, kw), (sh, sw) = kernel_size, strides
+  if padding == "valid" and (kh > in_h or kw > in_w):
+    raise ValueError(f"kernel_size={tuple(kernel_size)} is larger than the "
+                     f"input ({in_h}, {in_w}) with padding='valid'.")
+  out_h = geometry.conv_output_length(in_h, kh, sh, padding)
+  out_w = geometry.conv_output_length(in_w, kw, sw, padding)
   if padding == "valid":
-    if kh > in_h or kw > in_w:
-      raise ValueError(f"kernel_size={tuple(kernel_size)} is larger than the "
-                       f"input ({in_h}, {in_w}) with padding='valid'.")
-    return (in_h - kh) // sh + 1, (in_w - kw) // sw + 1, 0, 0
-  out_h, out_w = -(-in_h // sh), -(-in_w // sw)
+    return out_h, out_w, 0, 0
   pad_h = max((out_h - 1) * sh + kh - in_h, 0)
   pad_w = max((out_w - 1) * sw + kw - in_w, 0)
   return out_h, out_w, pad_h // 2, pad_w // 2

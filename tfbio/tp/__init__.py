@@ -2,7 +2,7 @@
 
 bartunov2018 §2.1.1 (difference target propagation, "DTP", Lee et al.
 2015), Algorithm 1 (simplified DTP, "SDTP") and the appendix (inverses of
-locally-connected layers by the transpose trick); SPEC §6.
+locally-connected layers by the transpose trick); docs/algorithms.md §6.
 
     from tfbio import models, tp
     net = models.create_model("bartunov2018_mnist_fc")

@@ -2,7 +2,8 @@
 
 bartunov2018 §2.1.1 trains a stack ``h_l = f_l(h_{l-1}; θ_l)`` with
 approximate inverses ``g_l(h_l; λ_l) ≈ f_l^{-1}(h_l)`` "parametrized similarly
-to the forward computation": ``g_l(h_l) = σ(V_l h_l + c_l)`` (SPEC §6).
+to the forward computation": ``g_l(h_l) = σ(V_l h_l + c_l)``
+(docs/algorithms.md §6).
 
 * A *block* ``f_l`` is one tfbio feedback layer (``Dense``,
   ``LocallyConnected2D`` or ``Conv2D``, activation built in) preceded by the
@@ -27,9 +28,13 @@ to the forward computation": ``g_l(h_l) = σ(V_l h_l + c_l)`` (SPEC §6).
 import keras
 import tensorflow as tf
 
+from tfbio.layers.chain import chain_layers
+from tfbio.layers.chain import describe_layer
+from tfbio.layers.chain import LayerBlock
 from tfbio.layers.conv2d import Conv2D
 from tfbio.layers.dense import Dense
 from tfbio.layers.locally_connected import LocallyConnected2D
+from tfbio.utils import checks
 
 # Feedback layers a block may end in.
 INVERTIBLE_LAYERS = (Dense, LocallyConnected2D, Conv2D)
@@ -58,90 +63,25 @@ _SHADOW_OVERRIDES = {
 }
 
 
-class Block:
+class Block(LayerBlock):
   """``f_l = layer ∘ pre_layers[-1] ∘ ... ∘ pre_layers[0]`` (not a Keras layer).
 
   Attributes:
     pre_layers: tuple of parameter-free linear Keras layers applied first.
     layer: the tfbio feedback layer (its activation is the block's ``σ_l``).
+    post_layers: ``()`` (a TP block ends in its feedback layer).
     input_shape: shape of ``h_{l-1}`` without the batch axis.
     output_shape: shape of ``h_l`` without the batch axis.
   """
 
   def __init__(self, pre_layers, layer, input_shape, output_shape):
-    self.pre_layers = tuple(pre_layers)
-    self.layer = layer
+    super().__init__(pre_layers, layer, (), output_shape)
     self.input_shape = tuple(input_shape)
-    self.output_shape = tuple(output_shape)
-
-  @property
-  def name(self):
-    return self.layer.name
 
   def __call__(self, h, training=None):
     for pre in self.pre_layers:
       h = pre(h)
     return self.layer(h, training=training)
-
-  def __repr__(self):
-    names = [p.name for p in self.pre_layers] + [self.layer.name]
-    return f"Block({' -> '.join(names)})"
-
-
-def _describe(layer):
-  return f"{layer.name!r} ({type(layer).__name__})"
-
-
-def _chain_layers(network):
-  """The layers of a Sequential / chain-shaped functional model, in order.
-
-  Walks the model's graph back from its output, so that nodes the layers
-  have in other graphs do not matter.
-
-  Raises:
-    ValueError: the model is not a single-input, single-output chain.
-  """
-  if not isinstance(network, keras.Model):
-    raise ValueError(f"network must be a keras.Model or a list of layers. "
-                     f"Received: network={network!r}")
-  if not network.built:
-    raise ValueError(f"Model {network.name!r} is not built; build it (or pass "
-                     "input_shape=) before wrapping it for target propagation.")
-  graph = network
-  if isinstance(network, keras.Sequential):
-    graph = getattr(network, "_functional", None)
-    if graph is None:
-      graph = network
-  try:
-    inputs, outputs = graph.inputs, graph.outputs
-  except (AttributeError, ValueError):
-    inputs = outputs = None
-  if not inputs or not outputs:
-    raise ValueError(f"Model {network.name!r} ({type(network).__name__}) is "
-                     "subclassed; target propagation needs a Sequential or "
-                     "functional model whose layers form a chain.")
-  if len(inputs) != 1 or len(outputs) != 1:
-    raise ValueError(f"Model {network.name!r} must have one input and one "
-                     f"output; it has {len(inputs)} and {len(outputs)}.")
-  chain, tensor = [], outputs[0]
-  while tensor is not inputs[0]:
-    history = tensor._keras_history  # pylint: disable=protected-access
-    layer, node_index = history[0], history[1]
-    if isinstance(layer, keras.Model):
-      raise ValueError(f"Layer {_describe(layer)} is a nested model; flatten "
-                       "it into one Sequential/functional chain first.")
-    if any(layer is other for other in chain):
-      raise ValueError(f"Layer {_describe(layer)} is used more than once; "
-                       "target propagation needs each layer once, in a chain.")
-    node = layer._inbound_nodes[node_index]  # pylint: disable=protected-access
-    layer_inputs = tf.nest.flatten(node.input_tensors)
-    if len(layer_inputs) != 1:
-      raise ValueError(f"Layer {_describe(layer)} takes {len(layer_inputs)} "
-                       "inputs; target propagation needs a chain (no skip "
-                       "connections or merges).")
-    chain.append(layer)
-    tensor = layer_inputs[0]
-  return chain[::-1]
 
 
 def split_blocks(network):
@@ -158,17 +98,17 @@ def split_blocks(network):
       after the classifier, a non-``bp`` feedback layer, or fewer than two
       blocks.
   """
-  chain = _chain_layers(network)
+  chain = chain_layers(network, "target propagation")
   shape = (None,) + tuple(network.inputs[0].shape[1:])
   blocks, pending, block_input = [], [], shape
   for layer in chain:
     if isinstance(layer, INVERTIBLE_LAYERS):
       if not layer.feedback.is_backprop:
-        raise ValueError(f"Layer {_describe(layer)} uses feedback "
+        raise ValueError(f"Layer {describe_layer(layer)} uses feedback "
                          f"{layer.feedback.name!r}; target propagation trains "
                          "by targets and needs feedback='bp' layers.")
       if layer.kernel_mask is not None or layer.sign_fixed:
-        raise ValueError(f"Layer {_describe(layer)} has a connectivity mask or "
+        raise ValueError(f"Layer {describe_layer(layer)} has a connectivity mask or "
                          "sign-fixed weights, which target propagation does "
                          "not support.")
       out_shape = tuple(layer.compute_output_shape(shape))
@@ -179,12 +119,12 @@ def split_blocks(network):
       shape = tuple(layer.compute_output_shape(shape))
     else:
       raise ValueError(
-          f"Layer {_describe(layer)} has no inverse for target propagation; "
+          f"Layer {describe_layer(layer)} has no inverse for target propagation; "
           "supported: tfbio Dense / LocallyConnected2D / Conv2D and, between "
           "them, parameter-free linear layers (Flatten, Reshape, average "
           "pooling, padding, cropping).")
   if pending:
-    raise ValueError(f"Layer {_describe(pending[0])} follows the classifier; "
+    raise ValueError(f"Layer {describe_layer(pending[0])} follows the classifier; "
                      "target propagation needs a tfbio feedback layer "
                      "(the classifier) last.")
   if len(blocks) < 2:
@@ -198,12 +138,12 @@ def split_blocks(network):
 class LayerInverse(keras.layers.Layer):
   """Learned inverse ``g_l(h_l) = σ(V_l h_l + c_l)`` of one block ``f_l``.
 
-  bartunov2018 §2.1.1 (SPEC §6) with the appendix's transpose trick:
-  ``V_l h = d/dx <h, op(P(x); A_l)>``, where ``op`` is ``forward_op`` (a
-  bias-free, linear copy of the block's feedback layer whose ``kernel`` is
-  the inverse's weight ``A_l``, shaped exactly like the forward kernel) and
-  ``P`` the block's parameter-free layers (``pre_layers``). ``c_l`` has the
-  full shape of ``h_{l-1}`` (one bias per unit, untied like an LC bias).
+  bartunov2018 §2.1.1 (docs/algorithms.md §6) with the appendix's transpose
+  trick: ``V_l h = d/dx <h, op(P(x); A_l)>``, where ``op`` is ``forward_op`` (a
+  bias-free, linear copy of the block's feedback layer whose ``kernel`` is the
+  inverse's weight ``A_l``, shaped exactly like the forward kernel) and ``P``
+  the block's parameter-free layers (``pre_layers``). ``c_l`` has the full shape
+  of ``h_{l-1}`` (one bias per unit, untied like an LC bias).
 
   Input: ``h_l`` ``(batch, *output shape of f_l)``; output: ``(batch,
   *target_shape)``, the shape of ``h_{l-1}``.
@@ -232,14 +172,7 @@ class LayerInverse(keras.layers.Layer):
     if forward_op.use_bias or not forward_op.feedback.is_backprop:
       raise ValueError(f"forward_op must be bias-free with feedback='bp'. "
                        f"Received: forward_op={forward_op.name!r}")
-    try:
-      target_shape = tuple(int(d) for d in target_shape)
-    except (TypeError, ValueError):
-      raise ValueError(f"target_shape must be a tuple of ints. Received: "
-                       f"target_shape={target_shape!r}") from None
-    if not target_shape or min(target_shape) <= 0:
-      raise ValueError(f"target_shape must be a non-empty tuple of positive "
-                       f"ints. Received: target_shape={target_shape!r}")
+    target_shape = checks.shape("target_shape", target_shape)
     pre = []
     for p in pre_layers:
       if isinstance(p, dict):

@@ -1,6 +1,6 @@
 """Difference target propagation (DTP) and simplified DTP (SDTP), as a model.
 
-bartunov2018 §2.1.1 and Algorithm 1; SPEC §6. A stack of blocks
+bartunov2018 §2.1.1 and Algorithm 1; docs/algorithms.md §6. A stack of blocks
 ``h_l = f_l(h_{l-1}) = σ_l(W_l h_{l-1} + b_l)`` (``l = 1..L``, ``h_0 = x``,
 ``f_L`` the classifier; see ``tfbio.tp.inverse``) is trained without
 backpropagating through more than one layer:
@@ -23,7 +23,7 @@ backpropagating through more than one layer:
   DTP, ``2..L`` for SDTP; the first layer needs none), with
   ``ε ~ N(0, σ²)`` and ``f_l`` held constant:
 
-  - ``"denoising"`` (bartunov2018's choice, SPEC §6):
+  - ``"denoising"`` (bartunov2018's choice, docs/algorithms.md §6):
     ``||h_{l-1} - g_l(f_l(h_{l-1} + ε))||²``;
   - ``"noise_preserving"`` (Lee et al. 2015, bartunov2018 appendix
     "Denoising vs noise-preserving"): ``||(h_{l-1} + ε) - g_l(f_l(h_{l-1} +
@@ -40,14 +40,15 @@ schedule: "one loss for one full epoch of the training set before switching
 to training the other loss").
 """
 
-import math
-
 from absl import logging
 import keras
 import tensorflow as tf
 
-from tfbio.layers.base_feedback import resolve_seed
+from tfbio.layers import chain
+from tfbio.ops.similarity import angle_degrees
 from tfbio.tp import inverse as inverse_lib
+from tfbio.utils import checks
+from tfbio.utils.seeds import resolve_seed
 
 VARIANTS = ("dtp", "sdtp")
 SCHEDULES = ("parallel", "alternating")
@@ -80,39 +81,10 @@ def _get_optimizer(value, name, default_name):
   return value
 
 
-def _check_choice(name, value, choices):
-  if value not in choices:
-    raise ValueError(f"{name} must be one of {choices}. Received: "
-                     f"{name}={value!r}")
-  return value
-
-
-def _check_nonnegative(name, value):
-  try:
-    number = float(value)
-  except (TypeError, ValueError):
-    raise ValueError(f"{name} must be a number >= 0. Received: "
-                     f"{name}={value!r}") from None
-  if isinstance(value, bool) or not math.isfinite(number) or number < 0:
-    raise ValueError(f"{name} must be a finite number >= 0. Received: "
-                     f"{name}={value!r}")
-  return number
-
-
 def squared_error(a, b):
   """``||a - b||²`` over the non-batch axes, averaged over the batch."""
   d = tf.reshape(a - b, [tf.shape(a)[0], -1])
   return tf.reduce_mean(tf.reduce_sum(tf.square(d), axis=1))
-
-
-def angle_degrees(a, b):
-  """Degrees between two flattened lists of tensors (90 if one is zero)."""
-  a = tf.concat([tf.reshape(tf.cast(t, tf.float32), [-1]) for t in a], 0)
-  b = tf.concat([tf.reshape(tf.cast(t, tf.float32), [-1]) for t in b], 0)
-  norm = tf.norm(a) * tf.norm(b)
-  cos = tf.math.divide_no_nan(tf.reduce_sum(a * b), norm)
-  cos = tf.clip_by_value(cos, -1.0, 1.0)
-  return tf.acos(cos) * (180.0 / math.pi)
 
 
 class EpochCounter(keras.callbacks.Callback):
@@ -130,14 +102,14 @@ class EpochCounter(keras.callbacks.Callback):
 
 
 @keras.saving.register_keras_serializable(package="tfbio")
-class TargetPropModel(keras.Model):
+class TargetPropModel(chain.NetworkWrapper, keras.Model):
   """Trains a chain of tfbio layers by (simplified) difference target prop.
 
   bartunov2018 §2.1.1, Algorithm 1 (SDTP) and the appendix (inverses of
-  locally-connected layers); SPEC §6. The equations are in the module
-  docstring of ``tfbio.tp.model``. ``call`` / ``predict`` / ``evaluate``
-  run the wrapped network unchanged (it outputs logits or, if the classifier
-  has a softmax activation, probabilities).
+  locally-connected layers); docs/algorithms.md §6. The equations are in the
+  module docstring of ``tfbio.tp.model``. ``call`` / ``predict`` / ``evaluate``
+  run the wrapped network unchanged (it outputs logits or, if the classifier has
+  a softmax activation, probabilities).
 
   Example:
 
@@ -151,8 +123,9 @@ class TargetPropModel(keras.Model):
   blocks), ``inv_loss/<layer>`` (blocks with an inverse ``g_l``) and
   ``bp_angle/<layer>`` (all blocks; the angle in degrees between the TP
   update direction, i.e. the gradient of the block's local loss with respect
-  to its ``(W_l, b_l)``, and the backprop gradient of the task loss; a
-  diagnostic only, never used for learning). Validation adds ``val_loss``,
+  to its ``(W_l, b_l)``, and the backprop gradient of the task loss,
+  ``tfbio.ops.angle_degrees``: NaN if either is exactly zero; a diagnostic
+  only, never used for learning). Validation adds ``val_loss``,
   ``val_error`` and the compiled metrics.
 
   Args:
@@ -187,18 +160,15 @@ class TargetPropModel(keras.Model):
                inverse_optimizer=None, bp_angle=True, input_shape=None,
                seed=None, **kwargs):
     super().__init__(**kwargs)
-    self.variant = _check_choice("variant", variant, VARIANTS)
-    self.schedule = _check_choice("schedule", schedule, SCHEDULES)
-    self.inverse_training = _check_choice("inverse_training",
+    self.variant = checks.one_of("variant", variant, VARIANTS)
+    self.schedule = checks.one_of("schedule", schedule, SCHEDULES)
+    self.inverse_training = checks.one_of("inverse_training",
                                           inverse_training, INVERSE_TRAININGS)
-    self.noise_std = _check_nonnegative("noise_std", noise_std)
-    self.step_size = _check_nonnegative("step_size", step_size)
-    if not isinstance(bp_angle, bool):
-      raise ValueError(f"bp_angle must be a bool. Received: "
-                       f"bp_angle={bp_angle!r}")
-    self.bp_angle = bp_angle
+    self.noise_std = checks.number("noise_std", noise_std, 0, strings=True)
+    self.step_size = checks.number("step_size", step_size, 0, strings=True)
+    self.bp_angle = checks.boolean("bp_angle", bp_angle)
     self.seed = resolve_seed(seed)
-    self.network = self._build_network(network, input_shape)
+    self.network = chain.build_network(network, input_shape)
     self.blocks = inverse_lib.split_blocks(self.network)
     classifier = self.blocks[-1].layer
     if len(self.blocks[-1].output_shape) != 1 or (
@@ -254,33 +224,6 @@ class TargetPropModel(keras.Model):
                  [self.blocks[i].name for i in sorted(self._inverse_of)])
 
   # -- construction ----------------------------------------------------------
-
-  @staticmethod
-  def _build_network(network, input_shape):
-    if input_shape is not None:
-      try:
-        input_shape = tuple(int(d) for d in input_shape)
-      except (TypeError, ValueError):
-        raise ValueError(f"input_shape must be a tuple of ints. Received: "
-                         f"input_shape={input_shape!r}") from None
-    if isinstance(network, (list, tuple)):
-      if input_shape is None:
-        raise ValueError("input_shape is required when network is a list of "
-                         "layers. Received: input_shape=None")
-      network = keras.Sequential([keras.Input(shape=input_shape)]
-                                 + list(network))
-    elif isinstance(network, keras.Model):
-      if not network.built and input_shape is not None:
-        network.build((None,) + input_shape)
-      if network.built and input_shape is not None:
-        have = tuple(network.inputs[0].shape[1:])
-        if have != input_shape:
-          raise ValueError(f"input_shape={input_shape} does not match the "
-                           f"input shape {have} of model {network.name!r}.")
-    else:
-      raise ValueError(f"network must be a keras.Model or a list of layers. "
-                       f"Received: network={network!r}")
-    return network
 
   @property
   def forward_variables(self):
@@ -593,26 +536,10 @@ class TargetPropModel(keras.Model):
     return logs
 
   def get_config(self):
-    return {
-        "name": self.name,
-        "trainable": self.trainable,
-        "network": keras.saving.serialize_keras_object(self.network),
-        "variant": self.variant,
-        "schedule": self.schedule,
-        "inverse_training": self.inverse_training,
-        "noise_std": self.noise_std,
-        "step_size": self.step_size,
-        "forward_optimizer": keras.optimizers.serialize(
-            self.forward_optimizer),
-        "inverse_optimizer": keras.optimizers.serialize(
-            self.inverse_optimizer),
-        "bp_angle": self.bp_angle,
-        "seed": self.seed,
-    }
-
-  @classmethod
-  def from_config(cls, config, custom_objects=None):
-    config = dict(config)
-    network = keras.saving.deserialize_keras_object(
-        config.pop("network"), custom_objects=custom_objects)
-    return cls(network, **config)
+    return self.network_config(
+        variant=self.variant, schedule=self.schedule,
+        inverse_training=self.inverse_training, noise_std=self.noise_std,
+        step_size=self.step_size,
+        forward_optimizer=keras.optimizers.serialize(self.forward_optimizer),
+        inverse_optimizer=keras.optimizers.serialize(self.inverse_optimizer),
+        bp_angle=self.bp_angle, seed=self.seed)

@@ -72,10 +72,18 @@ and workers, as the papers state them)::
     tp.step_size       α >= 0 of DTP's penultimate target
     tp.inverse_learning_rate / tp.inverse_beta_2 / tp.inverse_epsilon
                        the inverses' Adam (β1 fixed to 0.9, constant rate)
+    dfa.enabled        train by direct feedback alignment (Nøkland 2016;
+                       tfbio.train.dfa_trainer: Keras fit of a
+                       tfbio.dfa.DFAModel around the registry model, a chain
+                       of kernel layers; softmax loss)
+    dfa.feedback_scale None (1/sqrt(n_outputs)) or the half-width s > 0 of
+                       each hidden layer's fixed B_l ~ U[-s, s]
+    dfa.feedback_density  in (0, 1]: fixed random sparse B_l below 1
+    dfa.bp_angle       log the angle of each hidden update to its true
+                       gradient (one more backward pass per step)
 """
 
 import json
-import math
 
 import ml_collections
 
@@ -168,6 +176,13 @@ def base_config():
   c.tp.inverse_learning_rate = 1e-4
   c.tp.inverse_beta_2 = 0.999
   c.tp.inverse_epsilon = 1e-8
+
+  c.dfa = ml_collections.ConfigDict()
+  c.dfa.enabled = False
+  c.dfa.feedback_scale = ml_collections.FieldReference(None,
+                                                       field_type=float)
+  c.dfa.feedback_density = 1.0
+  c.dfa.bp_angle = False
   return c
 
 
@@ -179,22 +194,17 @@ def validate(config):
   """
   from tfbio import feedback as feedback_lib  # pylint: disable=g-import-not-at-top
   from tfbio import models  # pylint: disable=g-import-not-at-top
+  from tfbio.utils import checks  # pylint: disable=g-import-not-at-top
 
   models.model_info(config.model.name)  # ValueError with close matches.
-  feedback_lib.get(_plain(config.feedback))
+  feedback_lib.get(plain(config.feedback))
   if config.last_layer is not None:
-    feedback_lib.get(_plain(config.last_layer))
-  for key, algo in _plain(config.overrides).items():
+    feedback_lib.get(plain(config.last_layer))
+  for key, algo in plain(config.overrides).items():
     feedback_lib.get(algo)
-  if config.loss.name not in LOSSES:
-    raise ValueError(f"loss.name must be one of {LOSSES}. Received: "
-                     f"loss.name={config.loss.name!r}")
-  if config.optimizer.name not in OPTIMIZERS:
-    raise ValueError(f"optimizer.name must be one of {OPTIMIZERS}. Received: "
-                     f"optimizer.name={config.optimizer.name!r}")
-  if config.schedule.name not in SCHEDULES:
-    raise ValueError(f"schedule.name must be one of {SCHEDULES}. Received: "
-                     f"schedule.name={config.schedule.name!r}")
+  checks.one_of("loss.name", config.loss.name, LOSSES)
+  checks.one_of("optimizer.name", config.optimizer.name, OPTIMIZERS)
+  checks.one_of("schedule.name", config.schedule.name, SCHEDULES)
   if config.schedule.name == "piecewise" and (
       len(config.schedule.multipliers)
       != len(config.schedule.boundaries_epochs) + 1):
@@ -205,51 +215,51 @@ def validate(config):
         f"multipliers={tuple(config.schedule.multipliers)}")
   for key in ("batch_size", "epochs", "checkpoint_every_steps",
               "log_every_steps"):
-    value = config[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-      raise ValueError(f"{key} must be a positive int. Received: "
-                       f"{key}={value!r}")
-  if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
-    raise ValueError(f"steps_per_epoch must be None or positive. Received: "
-                     f"steps_per_epoch={config.steps_per_epoch!r}")
+    checks.positive_int(key, config[key])
+  if config.steps_per_epoch is not None:
+    checks.positive_int("steps_per_epoch", config.steps_per_epoch)
   for key in ("learning_rate", "lr_mult"):
-    if not config.optimizer[key] > 0:
-      raise ValueError(f"optimizer.{key} must be > 0. Received: "
-                       f"optimizer.{key}={config.optimizer[key]!r}")
+    checks.number(f"optimizer.{key}", config.optimizer[key], 0, low_open=True)
   for key in ("weight_decay", "clipnorm"):
-    if not config.optimizer.get(key, 0) >= 0:
-      raise ValueError(f"optimizer.{key} must be >= 0. Received: "
-                       f"optimizer.{key}={config.optimizer[key]!r}")
-  warmup = config.schedule.get("warmup_steps", 0)
-  if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
-    raise ValueError(f"schedule.warmup_steps must be an int >= 0. Received: "
-                     f"schedule.warmup_steps={warmup!r}")
+    checks.number(f"optimizer.{key}", config.optimizer.get(key, 0), 0)
+  checks.non_negative_int("schedule.warmup_steps",
+                          config.schedule.get("warmup_steps", 0))
   if "tp" in config:
     _validate_tp(config.tp)
+  if "dfa" in config:
+    _validate_dfa(config.dfa)
+    if config.dfa.enabled and config.get("tp", {}).get("enabled"):
+      raise ValueError("dfa.enabled and tp.enabled are both set: choose one "
+                       "training rule")
   return config
+
+
+def _validate_dfa(dfa):
+  """One-line ValueErrors for the ``dfa`` fields (see the module docstring)."""
+  from tfbio.utils import checks  # pylint: disable=g-import-not-at-top
+
+  if dfa.feedback_scale is not None:
+    checks.number("dfa.feedback_scale", dfa.feedback_scale, 0, low_open=True)
+  checks.density("dfa.feedback_density", dfa.feedback_density)
 
 
 def _validate_tp(tp):
   """One-line ValueErrors for the ``tp`` fields (see the module docstring)."""
+  from tfbio.utils import checks  # pylint: disable=g-import-not-at-top
+
   for key, choices in (("variant", TP_VARIANTS), ("schedule", TP_SCHEDULES),
                        ("inverse_training", TP_INVERSE_TRAININGS)):
-    if tp[key] not in choices:
-      raise ValueError(f"tp.{key} must be one of {choices}. Received: "
-                       f"tp.{key}={tp[key]!r}")
-  checks = (("noise_std", lambda v: v >= 0, ">= 0"),
-            ("step_size", lambda v: v >= 0, ">= 0"),
-            ("inverse_learning_rate", lambda v: v > 0, "> 0"),
-            ("inverse_beta_2", lambda v: 0 <= v < 1, "in [0, 1)"),
-            ("inverse_epsilon", lambda v: v > 0, "> 0"))
-  for key, ok, text in checks:
-    value = tp[key]
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-        or not math.isfinite(value) or not ok(value)):
-      raise ValueError(f"tp.{key} must be a finite number {text}. Received: "
-                       f"tp.{key}={value!r}")
+    checks.one_of(f"tp.{key}", tp[key], choices)
+  checks.number("tp.noise_std", tp.noise_std, 0)
+  checks.number("tp.step_size", tp.step_size, 0)
+  checks.number("tp.inverse_learning_rate", tp.inverse_learning_rate, 0,
+                low_open=True)
+  checks.number("tp.inverse_beta_2", tp.inverse_beta_2, 0, 1, high_open=True)
+  checks.number("tp.inverse_epsilon", tp.inverse_epsilon, 0, low_open=True)
 
 
-def _plain(value):
+def plain(value):
+  """A ``ConfigDict`` as a plain dict (other values as they are)."""
   if isinstance(value, ml_collections.ConfigDict):
     return value.to_dict()
   return value

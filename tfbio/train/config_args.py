@@ -3,7 +3,7 @@
 Each config imports this module (``from tfbio.train import config_args as
 common``): ``configs/`` is not a package, so shared code lives here.
 
-Two helpers:
+Helpers:
 
 * :func:`parse_arg` turns the text after the colon of
   ``--config=configs/NAME.py:ARGS`` (``"model=cifar,algo=usf,smoke"``) into a
@@ -12,7 +12,9 @@ Two helpers:
   one-line ``ValueError`` quoting it.
 * :func:`apply_smoke` shrinks a config to a run of a few seconds on CPU,
   offline (scikit-learn's bundled 8x8 ``digits``, resized to what the model
-  accepts).
+  accepts);
+* :func:`set_feedback` and :func:`set_adam` set the feedback and an Adam
+  recipe.
 """
 
 _TRUE = ("1", "true", "yes", "on")
@@ -169,4 +171,15 @@ def set_feedback(config, feedback, last_layer=None):
   with config.ignore_type():
     config.feedback = feedback
   config.last_layer = last_layer
+  return config
+
+
+def set_adam(config, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+  """Adam at a constant rate, no weight decay (bartunov2018's recipe)."""
+  o = config.optimizer
+  o.name = "adam"
+  o.learning_rate = learning_rate
+  o.beta_1, o.beta_2, o.epsilon = beta_1, beta_2, epsilon
+  o.weight_decay = 0.0
+  config.schedule.name = "constant"
   return config

@@ -29,7 +29,9 @@ import math
 from absl import logging
 import tensorflow as tf
 
+from tfbio.train import strategy as strategy_lib
 from tfbio.train import trainer as trainer_lib
+from tfbio.utils import seeds as seeds_lib
 
 TFDS_COCO = "coco/2017"
 
@@ -38,7 +40,7 @@ class DetectionTrainer(trainer_lib.Trainer):
   """:class:`tfbio.train.Trainer` for ``task="detection"`` models."""
 
   step_metrics = ("loss", "box_loss", "focal_loss")
-  primary_metric = ("eval_AP", "max")
+  primary_metric = "eval_AP"
 
   def _retinanet(self):
     from tfbio.models import retinanet  # pylint: disable=g-import-not-at-top
@@ -96,16 +98,12 @@ class DetectionTrainer(trainer_lib.Trainer):
     match = self._retinanet().anchors.match
     anchors = tf.constant(self.anchors, tf.float32)
     ds = self._coco(self.config.data.train_split, training=True,
-                    seed=self.config.seed * 100003 + epoch)
+                    seed=seeds_lib.epoch_seed(self.config.seed, epoch))
     ds = ds.map(lambda b: (b["image"], match(anchors, b["boxes"],
                                              b["classes"])),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.take(self.steps_per_epoch).skip(skip).prefetch(2)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA)
-    options.deterministic = True
-    return ds.with_options(options)
+    return strategy_lib.shard_by_data(
+        ds.take(self.steps_per_epoch).skip(skip).prefetch(2))
 
   def replica_losses(self, batch):
     images, (class_targets, box_targets) = batch
@@ -152,17 +150,4 @@ class DetectionTrainer(trainer_lib.Trainer):
     logging.info("COCO eval on %d images, %d detections: AP %.4f AP50 %.4f",
                  len(image_ids), len(results), stats["AP"], stats["AP50"])
     return {f"eval_{k}": float(v) for k, v in stats.items()}
-
-
-def trainer_class(config):
-  """:class:`DetectionTrainer` for detection models, else ``Trainer``."""
-  from tfbio import models  # pylint: disable=g-import-not-at-top
-
-  task = models.model_info(config.model.name).task
-  return DetectionTrainer if task == "detection" else trainer_lib.Trainer
-
-
-def restore(workdir):
-  """``restore_model`` for either task (eval and export binaries)."""
-  return trainer_lib.restore_model(workdir, factory=trainer_class)
 

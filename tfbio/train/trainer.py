@@ -7,18 +7,11 @@ optimizer) under whichever strategy ``--strategy`` picks; the loss is the
 mean over the **global** batch (``tf.nn.compute_average_loss``), so the
 config's batch size and learning rate mean the same on 1 device or 64.
 
-Work directory layout (written by the chief; other workers write their
-checkpoints to a private ``checkpoints_worker{N}`` and delete nothing)::
-
-    config.json      the resolved config
-    checkpoints/     tf.train.Checkpoint of model + optimizer + step, every
-                     ``checkpoint_every_steps`` and at every epoch end
-                     (backup-and-restore: the same command resumes)
-    history.csv      one row per epoch: train/eval loss and error, lr,
-                     alignment metrics
-    tb/              TensorBoard scalars
-    model.keras      the final model
-    metrics.json     final and best eval error, steps, wall time
+The work directory (its names and columns: ``tfbio.train.workdir``) is
+written by the chief; other workers write their checkpoints to a private
+``checkpoints_worker{N}`` and delete nothing. ``checkpoints/`` holds model +
+optimizer + step every ``checkpoint_every_steps`` and at every epoch end
+(backup-and-restore: the same command resumes).
 
 Resuming is exact: each epoch's data order is a function of
 ``(seed, epoch)``, a resumed epoch skips the batches already trained on, and
@@ -26,8 +19,7 @@ every random state (weights, optimizer slots, dropout seed generators,
 per-step feedback counters) is in the checkpoint.
 """
 
-import csv
-import json
+import contextlib
 import math
 import os
 import re
@@ -41,6 +33,8 @@ import tensorflow as tf
 
 from tfbio.train import config as config_lib
 from tfbio.train import strategy as strategy_lib
+from tfbio.train import workdir as workdir_lib
+from tfbio.utils import seeds as seeds_lib
 
 
 class TrainingDiverged(RuntimeError):
@@ -128,14 +122,16 @@ def build_model(config, num_classes, input_shape):
   return models.create_model(
       config.model.name, num_classes=num_classes,
       input_shape=tuple(config.model.input_shape or input_shape),
-      feedback=_plain(config.feedback),
-      last_layer=_plain(last) if last is not None else None,
-      overrides=_plain(config.overrides) or None,
-      **_plain(config.model.kwargs))
+      feedback=config_lib.plain(config.feedback),
+      last_layer=config_lib.plain(last) if last is not None else None,
+      overrides=config_lib.plain(config.overrides) or None,
+      **config_lib.plain(config.model.kwargs))
 
 
-def _plain(value):
-  return value.to_dict() if hasattr(value, "to_dict") else value
+def feedback_name(config):
+  """The name of ``config.feedback`` (a name or a ``{"name": ...}`` dict)."""
+  feedback = config_lib.plain(config.feedback)
+  return feedback if isinstance(feedback, str) else feedback.get("name")
 
 
 def frozen_layer_names(model, spec):
@@ -232,14 +228,10 @@ class Trainer:
         c.name, c.train_split, batch_size=self.config.batch_size,
         data_dir=c.data_dir, image_size=c.image_size,
         preprocess=c.preprocess_train, shuffle=True,
-        seed=self.config.seed * 100003 + epoch, repeat=True,
+        seed=seeds_lib.epoch_seed(self.config.seed, epoch), repeat=True,
         drop_remainder=True, shuffle_buffer=c.shuffle_buffer)
-    ds = ds.take(self.steps_per_epoch).skip(skip)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA)
-    options.deterministic = True
-    return ds.with_options(options)
+    return strategy_lib.shard_by_data(
+        ds.take(self.steps_per_epoch).skip(skip))
 
   def _eval_dataset(self):
     from tfbio import data  # pylint: disable=g-import-not-at-top
@@ -282,8 +274,9 @@ class Trainer:
     if self.frozen:
       logging.info("Frozen (not updated): %s", ", ".join(self.frozen))
     self.loss_fn = make_loss(self.config)
-    ckpt_dir = os.path.join(self.workdir, "checkpoints" if self.is_chief
-                            else f"checkpoints_worker{self.task_id}")
+    ckpt_dir = workdir_lib.path(
+        self.workdir, workdir_lib.CHECKPOINTS if self.is_chief
+        else f"{workdir_lib.CHECKPOINTS}_worker{self.task_id}")
     self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir,
                                               max_to_keep=2)
 
@@ -319,7 +312,9 @@ class Trainer:
           loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
       grads = tape.gradient(loss, train_vars)
       if coupled_wd:
-        grads = [g + coupled_wd * v if g is not None else None
+        # Replicas' gradients are summed: each adds its share of the decay.
+        share = coupled_wd / self.strategy.num_replicas_in_sync
+        grads = [g + share * v if g is not None else None
                  for g, v in zip(grads, train_vars)]
       optimizer.apply_gradients(zip(grads, train_vars))
       return metrics
@@ -366,74 +361,47 @@ class Trainer:
 
   # -- logs ---------------------------------------------------------------------
 
-  def _history_path(self):
-    return os.path.join(self.workdir, "history.csv")
-
-  def _read_history(self, completed_epochs):
-    """Rows of the epochs a resumed run has completed (1-based ``epoch``)."""
-    path = self._history_path()
-    if not os.path.exists(path):
-      return []
-    with open(path, newline="", encoding="utf-8") as f:
-      return [r for r in csv.DictReader(f)
-              if int(r["epoch"]) <= completed_epochs]
-
-  def _log_step(self, step, values):
-    """Appends ``step, values...`` to ``WORKDIR/steps.csv`` (chief)."""
-    if not self.is_chief:
-      return
-    path = os.path.join(self.workdir, "steps.csv")
-    new = not os.path.exists(path)
-    with open(path, "a", newline="", encoding="utf-8") as f:
-      writer = csv.writer(f)
-      if new:
-        writer.writerow(["step"] + list(values))
-      writer.writerow([step] + [values[k] for k in values])
-
-  def _write_history(self, rows):
-    if not self.is_chief:
-      return
-    keys = []
-    for row in rows:
-      keys += [k for k in row if k not in keys]
-    tmp = self._history_path() + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-      writer = csv.DictWriter(f, fieldnames=keys)
-      writer.writeheader()
-      writer.writerows(rows)
-    os.replace(tmp, self._history_path())
+  def _write_config(self):
+    os.makedirs(self.workdir, exist_ok=True)
+    if self.is_chief:
+      workdir_lib.write_config(self.workdir, self.config)
 
   # -- main loop ----------------------------------------------------------------
 
   def train(self):
-    """Runs (or resumes) training; returns the final metrics dict."""
-    from tfbio import analysis  # pylint: disable=g-import-not-at-top
+    """Runs (or resumes) training; returns the final metrics dict.
 
+    The chief holds the work directory's lock meanwhile
+    (``tfbio.train.workdir.locked``: a second concurrent run into the same
+    directory is refused).
+    """
     if not hasattr(self, "steps_per_epoch"):
       self.setup_data()
     if not hasattr(self, "model"):
       self.setup_model()
-    os.makedirs(self.workdir, exist_ok=True)
-    if self.is_chief:
-      with open(os.path.join(self.workdir, "config.json"), "w",
-                encoding="utf-8") as f:
-        f.write(config_lib.to_json(self.config))
+    with (workdir_lib.locked(self.workdir) if self.is_chief
+          else contextlib.nullcontext()):
+      return self._train()
+
+  def _train(self):
+    from tfbio import analysis  # pylint: disable=g-import-not-at-top
+
+    self._write_config()
     restored = self.manager.restore_or_initialize()
     start = int(self.step.numpy())
     if restored:
       logging.info("Resumed from %s at step %d", restored, start)
     spe, epochs = self.steps_per_epoch, self.config.epochs
     total_steps = spe * epochs
-    history = self._read_history(start // spe)
-    writer = (tf.summary.create_file_writer(os.path.join(self.workdir, "tb"))
+    history = workdir_lib.read_history(self.workdir, max_epoch=start // spe)
+    writer = (tf.summary.create_file_writer(
+        workdir_lib.path(self.workdir, workdir_lib.TENSORBOARD))
               if self.is_chief else tf.summary.create_noop_writer())
     train_step = self._train_step_fn()
-    feedback_name = (_plain(self.config.feedback)
-                     if isinstance(_plain(self.config.feedback), str)
-                     else _plain(self.config.feedback).get("name"))
+    algorithm = feedback_name(self.config)
     logging.info("Training %s (feedback %s, last layer %s) on %s: %d epochs "
                  "x %d steps, global batch %d, %d replica(s), strategy %s",
-                 self.config.model.name, feedback_name, self.config.last_layer,
+                 self.config.model.name, algorithm, self.config.last_layer,
                  self.config.data.name, epochs, spe, self.config.batch_size,
                  self.strategy.num_replicas_in_sync, self.strategy_name)
     t0 = time.time()
@@ -453,7 +421,7 @@ class Trainer:
         if not math.isfinite(loss):
           raise TrainingDiverged(
               f"Training diverged: loss {loss} at step {global_step} (epoch "
-              f"{epoch + 1}) with feedback {feedback_name!r}; the last good "
+              f"{epoch + 1}) with feedback {algorithm!r}; the last good "
               f"checkpoint is kept in {self.manager.directory}")
         for k in self.step_metrics:
           sums[k].append(values[k])
@@ -461,7 +429,8 @@ class Trainer:
         if global_step % self.config.log_every_steps == 0:
           logging.info("step %d: %s", global_step, ", ".join(
               f"{k} {v:.4f}" for k, v in values.items()))
-          self._log_step(global_step, values)
+          if self.is_chief:
+            workdir_lib.append_step(self.workdir, global_step, values)
           with writer.as_default(step=global_step):
             for k, v in values.items():
               tf.summary.scalar(f"train/step_{k}", v)
@@ -473,6 +442,8 @@ class Trainer:
           os.kill(os.getpid(), signal.SIGKILL)
       row = {"epoch": epoch + 1, "step": (epoch + 1) * spe,
              "lr": float(self.optimizer.learning_rate)}
+      if done:  # Resumed mid-epoch: train_* cover the steps after it.
+        row["resumed_at_step"] = epoch * spe + done
       row.update({f"train_{k}": float(np.mean(v)) if v else float("nan")
                   for k, v in sums.items()})
       row.update(self.evaluate())
@@ -480,7 +451,8 @@ class Trainer:
         row.update({k: float(v) for k, v in
                     analysis.network_metrics(self.model).items()})
       history.append(row)
-      self._write_history(history)
+      if self.is_chief:
+        workdir_lib.write_history(self.workdir, history)
       with writer.as_default(step=(epoch + 1) * spe):
         for key, value in row.items():
           if key not in ("epoch", "step") and math.isfinite(value):
@@ -492,57 +464,47 @@ class Trainer:
           if k.startswith(("train_", "eval_")) and "/" not in k))
     return self._finish(history, time.time() - t0)
 
-  # The eval metric that ranks epochs and runs, and whether lower is better.
-  primary_metric = ("eval_error", "min")
+  # The eval metric that ranks epochs and runs (its mode:
+  # tfbio.train.workdir.PRIMARY_MODES).
+  primary_metric = "eval_error"
 
-  def _finish(self, history, seconds):
-    final = history[-1] if history else self.evaluate()
-    key, mode = self.primary_metric
-    pick = min if mode == "min" else max
-    best = pick((float(r[key]) for r in history), default=float(final[key]))
-    metrics = {
+  def _summary_fields(self, seconds):
+    """``metrics.json`` entries besides the metric values."""
+    return {
         "model": self.config.model.name,
-        "feedback": _plain(self.config.feedback),
-        "last_layer": _plain(self.config.last_layer),
+        "feedback": config_lib.plain(self.config.feedback),
+        "last_layer": config_lib.plain(self.config.last_layer),
         "dataset": self.config.data.name,
         "epochs": self.config.epochs,
         "steps": int(self.step.numpy()),
-        f"best_{key}": best,
         "wall_seconds_this_run": seconds,
         "num_replicas": self.strategy.num_replicas_in_sync,
     }
-    metrics.update({f"final_{k}": float(v) for k, v in final.items()
-                    if k.startswith(("train_", "eval_")) and "/" not in k})
+
+  def _finish(self, history, seconds, **extra):
+    """Writes ``model.keras`` and ``metrics.json``; returns the metrics."""
+    final = history[-1] if history else self.evaluate()
+    metrics = workdir_lib.summary(
+        primary_metric=self.primary_metric, history=history, final=final,
+        **self._summary_fields(seconds), **extra)
     if self.is_chief:
-      self.model.save(os.path.join(self.workdir, "model.keras"))
-      with open(os.path.join(self.workdir, "metrics.json"), "w",
-                encoding="utf-8") as f:
-        json.dump(metrics, f, indent=1)
+      self.model.save(workdir_lib.path(self.workdir, workdir_lib.MODEL))
+      workdir_lib.write_metrics(self.workdir, metrics)
+      key = self.primary_metric
       logging.info("Done: final %s %.4f (best %.4f); wrote %s", key,
-                   metrics[f"final_{key}"], best,
-                   os.path.join(self.workdir, "metrics.json"))
+                   metrics[f"final_{key}"], metrics[f"best_{key}"],
+                   workdir_lib.path(self.workdir, workdir_lib.METRICS))
     return metrics
 
+  def restore_latest(self):
+    """Restores the latest checkpoint (after :meth:`setup_model`).
 
-def restore_model(workdir, factory=None):
-  """The trainer of a run, restored to its latest checkpoint.
-
-  Args:
-    workdir: a ``tfbio-train`` workdir.
-    factory: ``config -> Trainer class`` (default :class:`Trainer`).
-  """
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise ValueError(f"{workdir!r} has no config.json: not a tfbio-train "
-                     "workdir.")
-  with open(path, encoding="utf-8") as f:
-    config = config_lib.from_json(f.read())
-  trainer = (factory(config) if factory else Trainer)(config, workdir)
-  trainer.setup_data()
-  trainer.setup_model()
-  latest = trainer.manager.latest_checkpoint
-  if latest is None:
-    raise ValueError(f"{workdir!r} has no checkpoint yet.")
-  trainer.checkpoint.restore(latest).expect_partial()
-  logging.info("Restored %s (step %d)", latest, int(trainer.step.numpy()))
-  return trainer
+    Raises:
+      ValueError: the run has no checkpoint yet.
+    """
+    latest = self.manager.latest_checkpoint
+    if latest is None:
+      raise ValueError(f"{self.workdir!r} has no checkpoint yet.")
+    self.checkpoint.restore(latest).expect_partial()
+    logging.info("Restored %s (step %d)", latest, int(self.step.numpy()))
+    return latest

@@ -38,6 +38,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfbio.utils import checks
+
 __all__ = [
     "ANCHOR_SIZE", "ASPECT_RATIOS", "BOX_VARIANCE", "MAX_LEVEL", "MIN_LEVEL",
     "NUM_ANCHORS", "SCALES", "anchors_per_level", "decode_boxes",
@@ -62,19 +64,13 @@ IGNORED = -2
 
 def image_hw(image_size):
   """``int`` or ``(h, w[, c])`` → ``(h, w)``; ValueError otherwise."""
-  if isinstance(image_size, int) and not isinstance(image_size, bool):
-    size = (image_size, image_size)
-  else:
+  if not isinstance(image_size, (str, bytes)):
     try:
-      size = tuple(image_size)[:2]
+      if len(image_size) == 3:
+        image_size = tuple(image_size)[:2]
     except TypeError:
-      size = ()
-  if (len(size) != 2 or not all(isinstance(s, (int, np.integer))
-                                and not isinstance(s, bool) and s > 0
-                                for s in size)):
-    raise ValueError(f"image_size must be a positive int or (height, width). "
-                     f"Received: image_size={image_size!r}")
-  return int(size[0]), int(size[1])
+      pass
+  return checks.int_tuple("image_size", image_size, 2)
 
 
 def _check_levels(min_level, max_level):

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from tfbio.models.retinanet import anchors as anchors_lib
 from tfbio.models.retinanet import backbone as backbone_lib
-from tfbio.models.registry import check_positive_int
+from tfbio.utils import checks
 
 __all__ = ["DETECTION_KEYS", "DecodeDetections", "decode_detections",
            "detection_model"]
@@ -49,13 +49,11 @@ def decode_detections(class_logits, box_deltas, anchors, *, image_size=None,
     ``(batch, max_detections)`` (0-based), ``"num_detections"`` int32
     ``(batch,)``; entries past ``num_detections`` are zero.
   """
-  check_positive_int(max_detections, "max_detections")
-  check_positive_int(max_detections_per_class, "max_detections_per_class")
+  checks.positive_int("max_detections", max_detections)
+  checks.positive_int("max_detections_per_class", max_detections_per_class)
   if pre_nms_top_k is not None:
-    check_positive_int(pre_nms_top_k, "pre_nms_top_k")
-  if not 0.0 <= iou_threshold <= 1.0:
-    raise ValueError(f"iou_threshold must be in [0, 1]. Received: "
-                     f"iou_threshold={iou_threshold!r}")
+    checks.positive_int("pre_nms_top_k", pre_nms_top_k)
+  checks.number("iou_threshold", iou_threshold, 0, 1)
   scores = tf.sigmoid(tf.cast(class_logits, tf.float32))
   boxes = anchors_lib.decode_boxes(anchors, box_deltas, variance)
   if image_size is not None:

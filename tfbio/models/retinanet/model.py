@@ -2,14 +2,13 @@
 
 import keras
 
-from tfbio.models.registry import check_input_shape
-from tfbio.models.registry import check_positive_int
 from tfbio.models.registry import FeedbackPlan
 from tfbio.models.registry import register_model
 from tfbio.models.retinanet import anchors as anchors_lib
 from tfbio.models.retinanet import backbone as backbone_lib
 from tfbio.models.retinanet import fpn as fpn_lib
 from tfbio.models.retinanet import heads as heads_lib
+from tfbio.utils import checks
 
 __all__ = ["CLASSIFIER_LAYERS", "OUTPUT_KEYS", "model_anchors",
            "retinanet_resnet18"]
@@ -82,8 +81,8 @@ def retinanet_resnet18(num_classes=80, input_shape=(512, 512, 3), *,
   Returns:
     A ``keras.Model`` named ``"retinanet_resnet18"``.
   """
-  check_positive_int(num_classes, "num_classes")
-  input_shape = check_input_shape(input_shape)
+  checks.positive_int("num_classes", num_classes)
+  input_shape = checks.shape("input_shape", input_shape, rank=3)
   if input_shape[-1] != 3:
     raise ValueError(f"input_shape must have 3 channels. Received: "
                      f"input_shape={input_shape!r}")
@@ -103,9 +102,6 @@ def model_anchors(input_shape, backbone_stem="imagenet"):
 
   ``anchors.generate_anchors`` at ``backbone.PYRAMID_LEVELS[backbone_stem]``.
   """
-  if backbone_stem not in backbone_lib.PYRAMID_LEVELS:
-    raise ValueError(f"backbone_stem must be one of "
-                     f"{tuple(backbone_lib.PYRAMID_LEVELS)}. Received: "
-                     f"backbone_stem={backbone_stem!r}")
+  checks.one_of("backbone_stem", backbone_stem, backbone_lib.PYRAMID_LEVELS)
   min_level, max_level = backbone_lib.PYRAMID_LEVELS[backbone_stem]
   return anchors_lib.generate_anchors(input_shape, min_level, max_level)
