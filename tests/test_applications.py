@@ -27,10 +27,29 @@ from tfbio.convert import _walk
 _MIN_SIDE = {"InceptionV3": 75, "InceptionResNetV2": 75, "Xception": 71}
 # The smallest model of each keras.applications family, except the two
 # slowest families (NASNet: ~25 s for NASNetMobile; InceptionResNetV2: ~19 s).
+# ResNet50 and MobileNetV2 are converted in tests/test_convert.py too.
 DEFAULT = ("ConvNeXtTiny", "DenseNet121", "EfficientNetB0", "EfficientNetV2B0",
-           "InceptionV3", "MobileNet", "MobileNetV2", "MobileNetV3Small",
-           "ResNet50", "ResNet50V2", "VGG16", "VGG19", "Xception")
+           "InceptionV3", "MobileNet", "MobileNetV3Small", "ResNet50V2",
+           "VGG16", "Xception")
 _KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel")
+
+# Known failures, each a strict xfail (a fix makes the test fail until the
+# entry is removed); measured 2026-12-03, see the README table.
+_GROUPED = ("grouped convolutions (Conv2D groups > 1, ConvNeXt's depthwise "
+            "convs) are not supported by tfbio's Conv2D yet")
+CONVERT_XFAIL = {n: _GROUPED for n in (
+    "ConvNeXtTiny", "ConvNeXtSmall", "ConvNeXtBase", "ConvNeXtLarge",
+    "ConvNeXtXLarge")}
+_OVERFLOW = ("one SS step overflows: ss's scale sqrt(2/fan_out) is up to "
+             "~27x the spread of the Glorot-initialised depthwise/separable "
+             "kernels, and batch norm amplifies the SS gradient further "
+             "(BP stays finite)")
+_SMALL_BN = ("one SS step overflows at batch 2 and 32x32 (the last batch "
+             "norms see 2 values per channel); finite at batch 8")
+STEP_XFAIL = {"Xception": _OVERFLOW, "NASNetMobile": _OVERFLOW,
+              "NASNetLarge": _OVERFLOW, "DenseNet169": _SMALL_BN,
+              "DenseNet201": _SMALL_BN, "EfficientNetV2L": _SMALL_BN}
+STEP_XFAIL.update(CONVERT_XFAIL)
 
 
 def _constructors():
@@ -105,7 +124,10 @@ def test_every_application_is_listed():
           "VGG19"} <= set(NAMES)
 
 
-def test_converts_every_kernel_layer(app):
+def test_converts_every_kernel_layer(app, request):
+  if app.name in CONVERT_XFAIL:
+    request.applymarker(pytest.mark.xfail(strict=True,
+                                          reason=CONVERT_XFAIL[app.name]))
   model, table = _converted(app)
   expected = collections.Counter(type(layer).__name__
                                  for layer in _kernel_layers(app.base))
@@ -127,7 +149,10 @@ def test_converts_every_kernel_layer(app):
   assert _size(model.trainable_weights) == _size(app.base.trainable_weights)
 
 
-def test_one_ss_step(app):
+def test_one_ss_step(app, request):
+  if app.name in STEP_XFAIL:
+    request.applymarker(pytest.mark.xfail(strict=True,
+                                          reason=STEP_XFAIL[app.name]))
   model, _ = _converted(app)
   kernels = [next(v for v in layer.weights if v.name in _KERNELS)
              for layer in _kernel_layers(model)]

@@ -573,3 +573,13 @@ def test_convert_mobilenet_v2():
   optimizer.apply(grads, model.trainable_weights)
   for v in model.trainable_weights:
     assert np.all(np.isfinite(v.numpy())), v.path
+
+
+def test_keras_operations_in_the_graph_are_kept():
+  # x + 1.0 in a functional model is a Keras operation, not a layer
+  # (MobileNetV3's hard-swish); convert() used to read its .weights.
+  inputs = keras.Input((4,))
+  model = keras.Model(inputs, keras.layers.Dense(3)(inputs) + 1.0)
+  converted = tfbio.convert(model, "ss")
+  x = np.ones((2, 4), "float32")
+  np.testing.assert_allclose(converted(x), model(x), rtol=1e-6)

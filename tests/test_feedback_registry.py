@@ -167,3 +167,13 @@ def test_unknown_param_raises():
 def test_bad_fa_initializer():
   with pytest.raises(ValueError, match="not_an_initializer"):
     fb.get("fa", initializer="not_an_initializer")
+
+
+def test_a_name_with_parameters_as_a_command_line_gives_it():
+  algo = fb.get("brsf_p:flip_prob=0.3")
+  assert algo == fb.get("brsf_p", flip_prob=0.3)
+  assert fb.get("kp: weight_decay=0.01").weight_decay == 0.01
+  with pytest.raises(ValueError, match="key=value"):
+    fb.get("brsf_p:0.3")
+  with pytest.raises(ValueError, match="flip_prob"):
+    fb.get("brsf_p:flip_prob=2")

@@ -218,6 +218,10 @@ BAD_INPUTS = {  # case: (extra args, text the one-line error must contain)
     "config_arg_typo": ([], "bogus"),
     # A live process (this test's) holds the workdir's lock.
     "workdir_locked": ([], f"is in use by PID {os.getpid()}"),
+    "batch_larger_than_data": (["--config.batch_size=100000"],
+                               "batch_size=100000 is larger than the"),
+    "bad_feedback_parameter": (["--config.feedback=brsf_p:flip_prob=2"],
+                               "flip_prob=2"),
 }
 
 

@@ -186,10 +186,15 @@ def _require(history, keys, path):
 def plot_alignment_history(csv_path, png_path, title=None):
   """Saves xiao2018 Fig. 3a–c from a CSV history: (a) alignment angle and
   kurtosis of ``W``, (b) mean of ``W``, (c) std of ``W``, against epochs
-  (network averages, with per-layer angles as thin lines when logged)."""
+  (network averages, with per-layer angles as thin lines when logged).
+
+  Epochs are plotted 1-based: a Keras ``CSVLogger`` file (0-based
+  ``epoch``) is shifted by one, a ``tfbio-train`` ``history.csv`` (1-based)
+  is not.
+  """
   history = read_csv_history(csv_path)
   _require(history, ("epoch",) + METRICS[:4], csv_path)
-  epochs = history["epoch"] + 1
+  epochs = history["epoch"] + (1 if history["epoch"][0] == 0 else 0)
   plt = pyplot()
   fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
   ax = axes[0]

@@ -262,7 +262,8 @@ def _keep(layer):
   so that the input model is not trained along; the object itself is reused
   when its config cannot re-create it.
   """
-  if not layer.weights:
+  # Keras operations in a functional graph (``x + 1.0``) are not layers.
+  if not isinstance(layer, keras.layers.Layer) or not layer.weights:
     return layer
   try:
     return layer.__class__.from_config(layer.get_config())

@@ -18,6 +18,7 @@ distributed step draws the same ``B``, a resumed run draws what the original
 would have drawn, and different steps draw differently.
 """
 
+import ast
 import collections
 
 import keras
@@ -414,11 +415,22 @@ def names():
   return sorted(list(_REGISTRY) + list(_ALIASES))
 
 
+def _literal(text):
+  """``"0.3"`` → 0.3, ``"None"`` → None; other text as it is."""
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
 def get(identifier, **params):
   """Returns a :class:`FeedbackAlgorithm`.
 
   Args:
-    identifier: a registered name (``"ss"``), an alias (``"frfb"``), a dict
+    identifier: a registered name (``"ss"``), an alias (``"frfb"``), a name
+      with parameters ``"brsf_p:flip_prob=0.3"`` (``key=value`` pairs after
+      a colon, comma separated: the form a command line can give,
+      ``--config.feedback=brsf_p:flip_prob=0.3``), a dict
       ``{"name": ..., **params}`` as written by :func:`serialize`, or an
       algorithm object (returned as is; ``params`` must then be empty).
     **params: hyper-parameters of the algorithm (``flip_prob``, ``std``, ...).
@@ -437,6 +449,14 @@ def get(identifier, **params):
   if not isinstance(identifier, str):
     raise ValueError(f"Feedback must be a name, a dict or a FeedbackAlgorithm. "
                      f"Received: feedback={identifier!r}")
+  if ":" in identifier:
+    identifier, _, text = identifier.partition(":")
+    for item in filter(None, (i.strip() for i in text.split(","))):
+      name, sep, value = item.partition("=")
+      if not sep or not name.strip():
+        raise ValueError(f"Feedback parameters must be key=value. Received: "
+                         f"{item!r} in feedback={identifier}:{text}")
+      params.setdefault(name.strip(), _literal(value.strip()))
   key = identifier.strip().lower()
   key = _ALIASES.get(key, key)
   if key not in _REGISTRY:

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 r"""Main offline job: BP vs sign-symmetry vs feedback alignment on digits.
 
 Trains the same small CNN (two tfbio Conv2D layers and two tfbio Dense layers)

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 r"""amit2019 §5.1: updated random feedback in a deep linear network (Fig. 12).
 
 Runs ``tfbio.experiments.linear_sim`` (its docstring defines the network,

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 r"""Writes "shapes", a small synthetic COCO-format object-detection dataset.
 
 Coloured rectangles, ellipses and triangles (3 categories) on noisy

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 r"""Draws xiao2018 Fig. 2: box, focal and total training loss of several runs.
 
 Reads each run's ``steps.csv`` (written by ``tfbio-train`` every

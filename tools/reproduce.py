@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 r"""Reproduction report: the seed papers' claims re-measured at CPU scale.
 
 Runs a fixed list of experiments on real data that fits one CPU machine --

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 r"""BP vs DTP vs SDTP (parallel) on Fashion-MNIST with a tanh FC network.
 
 bartunov2018 §3.1 compares backprop with difference target propagation (DTP)

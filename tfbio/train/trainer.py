@@ -37,8 +37,15 @@ from tfbio.train import workdir as workdir_lib
 from tfbio.utils import seeds as seeds_lib
 
 
+# A loss this many times its run's first value counts as diverged.
+DIVERGENCE_FACTOR = 1e6
+
+
 class TrainingDiverged(RuntimeError):
-  """The loss became NaN or infinite; the last good checkpoint is kept."""
+  """The loss stopped being finite or grew ``DIVERGENCE_FACTOR`` times.
+
+  The last good checkpoint (if any) is kept.
+  """
 
 
 class _LearningRate(keras.optimizers.schedules.LearningRateSchedule):
@@ -214,6 +221,10 @@ class Trainer:
     n_train = info["num_examples"][c.train_split]
     if c.max_train_examples:
       n_train = min(n_train, c.max_train_examples)
+    if self.config.batch_size > n_train:
+      raise ValueError(f"batch_size={self.config.batch_size} is larger than "
+                       f"the {n_train} training examples of {c.name!r} "
+                       f"({c.train_split!r}); every batch would repeat data")
     self.steps_per_epoch = self.config.steps_per_epoch or max(
         1, n_train // self.config.batch_size)
     self.n_eval = info["num_examples"].get(c.eval_split)
@@ -405,6 +416,7 @@ class Trainer:
                  self.config.data.name, epochs, spe, self.config.batch_size,
                  self.strategy.num_replicas_in_sync, self.strategy_name)
     t0 = time.time()
+    first_loss = None
     while int(self.step.numpy()) < total_steps:
       step = int(self.step.numpy())
       epoch, done = divmod(step, spe)
@@ -418,11 +430,16 @@ class Trainer:
         values = {k: float(v) for k, v in train_step(iterator).items()}
         loss = values["loss"]
         global_step = epoch * spe + i + 1
-        if not math.isfinite(loss):
+        first_loss = loss if first_loss is None else first_loss
+        if not math.isfinite(loss) or (
+            abs(loss) > DIVERGENCE_FACTOR * max(abs(first_loss), 1e-3)):
+          latest = self.manager.latest_checkpoint
           raise TrainingDiverged(
-              f"Training diverged: loss {loss} at step {global_step} (epoch "
-              f"{epoch + 1}) with feedback {algorithm!r}; the last good "
-              f"checkpoint is kept in {self.manager.directory}")
+              f"Training diverged: loss {loss:.4g} at step {global_step} "
+              f"(epoch {epoch + 1}; first loss {first_loss:.4g}) with "
+              f"feedback {algorithm!r}; " + (
+                  f"the last good checkpoint is {latest}" if latest else
+                  "no checkpoint was written before it"))
         for k in self.step_metrics:
           sums[k].append(values[k])
         progbar.update(i + 1, list(values.items()))
