@@ -21,6 +21,13 @@ from tfbio.experiments import jobs as jobs_lib
 CHANCE_ERROR = 90.0  # 10 classes.
 
 
+def run_error(row):
+  """A run's final test error (%); a diverged run counts as chance."""
+  if row["status"] == "diverged":
+    return CHANCE_ERROR
+  return float(row["final_eval_error"])
+
+
 @dataclasses.dataclass(frozen=True)
 class Options:
   """What the reproduction's flags set.

@@ -17,7 +17,7 @@ from tfbio.experiments import plots
 from tfbio.experiments.cells import AMIT_EPOCHS
 from tfbio.experiments.cells import AMIT_NETS
 from tfbio.experiments.cells import AMIT_SIZE
-from tfbio.experiments.cells import CHANCE_ERROR
+from tfbio.experiments.cells import run_error
 from tfbio.experiments.cells import FLIPS
 from tfbio.experiments.cells import LIAO_A
 from tfbio.experiments.cells import LIAO_EPOCHS
@@ -58,8 +58,7 @@ class Results:
       r = self.rows.get((cell_id, s))
       if r is None:
         continue
-      out.append(CHANCE_ERROR if r["status"] == "diverged"
-                 else float(r["final_eval_error"]))
+      out.append(run_error(r))
     return out
 
   def complete(self, cell_id, seeds):

@@ -24,14 +24,6 @@ from tfbio.experiments import linear_sim
 from tfbio.experiments import report as report_lib
 from tfbio.train import workdir as workdir_lib
 
-CHANCE_ERROR = cells_lib.CHANCE_ERROR
-
-
-def _error(row):
-  return CHANCE_ERROR if row["status"] == "diverged" else float(
-      row["final_eval_error"])
-
-
 class _Ledger:
   """The runs of the report: reused from the records or trained."""
 
@@ -89,7 +81,7 @@ def _select_lr(cell, cell_id, ledger, seed):
     row = ledger.rows.get(report_lib.run_key(cell_id, seed, lr))
     if row is None:
       return None
-    err = _error(row)
+    err = cells_lib.run_error(row)
     if best is None or err < best[0]:
       best = (err, lr)
   return best[1]

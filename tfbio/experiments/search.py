@@ -19,6 +19,7 @@ import os
 import random
 
 from tfbio.experiments import jobs as jobs_lib
+from tfbio.experiments import stats
 from tfbio.train import run as run_lib
 from tfbio.train import workdir as workdir_lib
 
@@ -272,14 +273,13 @@ def seed_table(rows, axes):
 
 
 def _mean_std(values):
+  """``"mean ± std"`` (4 / 2 significant digits), the mean alone for one."""
   values = [float(v) for v in values if v is not None]
   if not values:
     return "—"
-  mean = sum(values) / len(values)
   if len(values) < 2:
-    return f"{mean:.4g}"
-  std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-  return f"{mean:.4g} ± {std:.2g}"
+    return f"{stats.mean(values):.4g}"
+  return f"{stats.mean(values):.4g} ± {stats.std(values):.2g}"
 
 
 def curves_plot(rows, axes, path, title=None):
