@@ -26,6 +26,9 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["tfbio", "tfbio.*"]),
+    # The console scripts' launcher: sets TensorFlow's logging before
+    # `import tfbio` loads TensorFlow (tfbio_launcher.py).
+    py_modules=["tfbio_launcher"],
     install_requires=[
         "keras>=3.0",
         "absl-py",
@@ -40,10 +43,10 @@ setup(
     ],
     entry_points={
         "console_scripts": [
-            "tfbio-train=tfbio.cli.train:run",
-            "tfbio-eval=tfbio.cli.eval:run",
-            "tfbio-export=tfbio.cli.export:run",
-            "tfbio-sweep=tfbio.cli.sweep:run",
+            "tfbio-train=tfbio_launcher:train",
+            "tfbio-eval=tfbio_launcher:evaluate",
+            "tfbio-export=tfbio_launcher:export",
+            "tfbio-sweep=tfbio_launcher:sweep",
         ],
     },
     extras_require={

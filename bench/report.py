@@ -97,12 +97,14 @@ missed). `fa` and `frfb` are the same computation; `*_p` use
 ## Locally connected (untied) layers vs convolution and the sparse form
 
 `{lc[0]}` ({lc[2]:.1f} min): forward + backward, batch 64, `bp`, no XLA;
-the dense `LocallyConnected2D` (tfbio's default) against the tied `Conv2D`
-with the same kernel size and amit2019's sparse-matrix form, and peak
-memory from TensorFlow's BFC allocator (`TF_CPU_ALLOCATOR_USE_BFC=true`)
-against the step minimum (kernel, bias, input, output and their gradients).
-Targets: dense ≥ 10× faster than sparse and ≤ 3× the conv (met); peak ≤
-1.5× the minimum (not met, issue 3 is blocked on it — see the README).
+the dense `LocallyConnected2D` (tfbio's default) and the patch-free
+`offsets` form against the tied `Conv2D` with the same kernel size and
+amit2019's sparse-matrix form, and peak memory from TensorFlow's BFC
+allocator (`TF_CPU_ALLOCATOR_USE_BFC=true`) against the step minimum
+(kernel, bias, input, output and their gradients). Targets: dense ≥ 10×
+faster than sparse; dense and offsets ≤ 3× the conv and peak ≤ 1.5× the
+minimum (misses marked; the allocator's peak counts whole chunks, so a
+kernel given a larger free chunk counts more than its size).
 
 {lc[1]}
 """

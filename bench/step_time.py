@@ -7,7 +7,13 @@ fixed random data at batch size 64, for
 
 * ``liao2016_mnist``: ``tfbio.models.liao2016_mnist()``, 28x28x1, 10 classes;
 * ``resnet18_cifar``: ``tfbio.models.resnet18(stem="cifar",
-  input_shape=(32, 32, 3), num_classes=10)``.
+  input_shape=(32, 32, 3), num_classes=10)``;
+* ``resnet18_224`` (not a default; a GPU model): ``tfbio.models.resnet18(
+  input_shape=(224, 224, 3), num_classes=10)``, the ImageNet stem.
+
+``--mixed_precision=mixed_float16|mixed_bfloat16`` sets the Keras dtype
+policy of every model (float32 variables; the loss in float32; dynamic loss
+scaling for float16).
 
 Every algorithm gets its own model (same seed, so the same initial ``W``),
 optimizer and compiled step. After ``--warmup`` untimed steps each (tracing,
@@ -43,8 +49,8 @@ FLAGS = flags.FLAGS
 
 # Registry models (their own input shape, 10 classes), Keras models converted
 # with tfbio.convert (every layer type: see _keras_model) and the defaults.
-REGISTRY = ("liao2016_mnist", "resnet18_cifar", "resnet20", "le_net_mnist",
-            "vit_tiny")
+REGISTRY = ("liao2016_mnist", "resnet18_cifar", "resnet18_224", "resnet20",
+            "le_net_mnist", "vit_tiny")
 KERAS = ("mobilenetv2", "conv1d", "conv3d", "transpose", "separable")
 MODELS = REGISTRY + KERAS
 DEFAULT_MODELS = ("liao2016_mnist", "resnet18_cifar")
@@ -69,6 +75,9 @@ flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
 flags.DEFINE_integer("seed", 0, "Seed of the weights and the random data.")
 flags.DEFINE_string("out", None, "Optional output file: .json for JSON, "
                     "anything else for the markdown table.")
+flags.DEFINE_enum("mixed_precision", None, ["mixed_float16", "mixed_bfloat16"],
+                  "Keras dtype policy of the models (default float32); "
+                  "mixed_float16 adds dynamic loss scaling to the step.")
 
 
 # -- models and steps --------------------------------------------------------
@@ -130,6 +139,10 @@ def build_model(model_name, algorithm):
     shape = (32, 32, 3)
     return models.resnet18(num_classes=10, input_shape=shape, stem="cifar",
                            feedback=algorithm), shape
+  if model_name == "resnet18_224":  # ImageNet stem and size, 10 classes
+    shape = (224, 224, 3)
+    return models.resnet18(num_classes=10, input_shape=shape,
+                           feedback=algorithm), shape
   if model_name in REGISTRY:
     shape = tuple(models.model_info(model_name).input_shape)
     return models.create_model(model_name, num_classes=10, input_shape=shape,
@@ -153,15 +166,19 @@ def make_train_step(model, jit_compile):
 
   optimizer = keras.optimizers.SGD(FLAGS.learning_rate,
                                    momentum=FLAGS.momentum)
+  scaled = FLAGS.mixed_precision == "mixed_float16"
+  if scaled:
+    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
   optimizer.build(model.trainable_variables)
   loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
   @tf.function(jit_compile=jit_compile)
   def train_step(x, y):
     with tf.GradientTape() as tape:
-      logits = model(x, training=True)
+      logits = tf.cast(model(x, training=True), tf.float32)
       loss = loss_fn(y, logits)
-    grads = tape.gradient(loss, model.trainable_variables)
+      scaled_loss = optimizer.scale_loss(loss) if scaled else loss
+    grads = tape.gradient(scaled_loss, model.trainable_variables)
     optimizer.apply(grads, model.trainable_variables)
     return loss
 
@@ -260,8 +277,12 @@ def main(argv):
     algorithm_spec(name)  # Fails early on an unknown name.
   algorithms = ["bp"] + [a for a in algorithms if a != "bp"]
   xla_modes = {"both": [False, True], "on": [True], "off": [False]}[FLAGS.xla]
-  logging.info("TensorFlow %s, devices %s", tf.__version__,
-               [d.name for d in tf.config.list_logical_devices()])
+  if FLAGS.mixed_precision:
+    import keras  # pylint: disable=g-import-not-at-top
+    keras.config.set_dtype_policy(FLAGS.mixed_precision)
+  logging.info("TensorFlow %s, devices %s, policy %s", tf.__version__,
+               [d.name for d in tf.config.list_logical_devices()],
+               FLAGS.mixed_precision or "float32")
 
   results = {}
   for model_name in FLAGS.models:

@@ -1,5 +1,7 @@
-"""Test setup: two logical CPU devices (for MirroredStrategy tests), quiet TF."""
+"""Test setup: two logical CPU devices (for MirroredStrategy tests), quiet TF,
+and fewer full garbage collections (the heap holds all of TensorFlow)."""
 
+import gc
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -15,6 +17,13 @@ tf.config.set_logical_device_configuration(
 
 
 def pytest_configure(config):
+  # TensorFlow, Keras and the test modules are long-lived: move them out of
+  # the collector's view, and collect the young generation less often, so
+  # that generation-2 scans of a heap of millions of objects are rare
+  # (measured: ~8 % of the suite's time).
+  gc.collect()
+  gc.freeze()
+  gc.set_threshold(50000, 20, 20)
   config.addinivalue_line(
       "markers", "slow_apps: an expensive keras.applications model "
       "(tests/test_applications.py); skipped unless TFBIO_ALL_APPS=1 "

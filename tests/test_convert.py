@@ -513,14 +513,15 @@ class _CustomKernelLayer(keras.layers.Layer):
 
 
 def test_unsupported_kernel_layers_warn_or_raise():
-  inputs = keras.Input((6, 6, 4))
-  x = keras.layers.Conv2D(4, 3, groups=2, name="grouped")(inputs)
-  x = keras.layers.Reshape((16, 4))(x)
+  # (Grouped Conv2D converts, test_grouped_conv2d_converts; grouped Conv1D
+  # does not yet.)
+  inputs = keras.Input((6, 4))
+  x = keras.layers.Conv1D(4, 3, groups=2, name="grouped")(inputs)
   x = keras.layers.SimpleRNN(3, name="rnn")(x)
   x = _CustomKernelLayer(3, lambda t: 2 * t, name="custom")(x)
   outputs = keras.layers.Dense(2, name="predictions")(x)
   model = keras.Model(inputs, outputs)
-  x = _inputs(2, (6, 6, 4))
+  x = _inputs(2, (6, 4))
   expected = model.predict(x, verbose=0)
 
   with pytest.raises(ValueError, match="grouped.*rnn.*custom"):
@@ -529,7 +530,7 @@ def test_unsupported_kernel_layers_warn_or_raise():
     converted, table = tfbio.convert(model, "ss", return_table=True)
   assert "'rnn'" in str(record[0].message)
   assert "'custom'" in str(record[0].message)
-  assert type(converted.get_layer("grouped")) is keras.layers.Conv2D
+  assert type(converted.get_layer("grouped")) is keras.layers.Conv1D
   assert type(converted.get_layer("rnn")) is keras.layers.SimpleRNN
   # Its config cannot re-create it: the very object is reused.
   assert converted.get_layer("custom") is model.get_layer("custom")
@@ -583,3 +584,21 @@ def test_keras_operations_in_the_graph_are_kept():
   converted = tfbio.convert(model, "ss")
   x = np.ones((2, 4), "float32")
   np.testing.assert_allclose(converted(x), model(x), rtol=1e-6)
+
+
+def test_grouped_conv2d_converts():
+  inputs = keras.Input((6, 6, 4))
+  x = keras.layers.Conv2D(4, 3, groups=4, padding="same", name="dw")(inputs)
+  x = keras.layers.Conv2D(6, 1, groups=2, name="pw")(x)
+  outputs = keras.layers.Dense(2, name="predictions")(keras.layers.Flatten()(x))
+  model = keras.Model(inputs, outputs)
+  x = _inputs(2, (6, 6, 4))
+  converted, table = tfbio.convert(model, "ss", strict=True,
+                                   return_table=True)
+  for name, groups in (("dw", 4), ("pw", 2)):
+    layer = converted.get_layer(name)
+    assert type(layer) is tfbio.layers.Conv2D and layer.groups == groups
+    assert layer.feedback.name == "ss"
+  assert {row.layer: row.status for row in table}["dw"] == "converted"
+  np.testing.assert_allclose(converted.predict(x, verbose=0),
+                             model.predict(x, verbose=0), rtol=0, atol=1e-5)

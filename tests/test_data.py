@@ -467,3 +467,46 @@ def test_imagenet_preprocess_needs_rgb():
 def test_unknown_preprocess_name():
   with pytest.raises(ValueError, match="'standardize'"):
     preprocessing.make_fn("standardize", training=True)
+
+
+def test_dataset_normalize_preprocess():
+  """"fashion_mnist_normalize": resize, then biotorch's (x - 0.2859) / 0.3530,
+  identical per image and per batch, in training and evaluation."""
+  images = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1),
+                                             dtype=np.uint8)
+  seed = tf.constant([1, 2], tf.int64)
+  for training in (True, False):
+    one = preprocessing.make_fn("fashion_mnist_normalize", training=training,
+                                image_size=32)
+    many = preprocessing.make_fn("fashion_mnist_normalize", training=training,
+                                 image_size=32, batched=True)
+    plain = preprocessing.make_fn("none", training=training, image_size=32)
+    got = one(tf.constant(images[0]), seed).numpy()
+    assert got.shape == (32, 32, 1)
+    np.testing.assert_allclose(
+        got, (plain(tf.constant(images[0]), seed).numpy() - 0.2859) / 0.3530,
+        rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(many(tf.constant(images), seed).numpy()[0],
+                               got, rtol=1e-5, atol=1e-6)
+
+
+def test_sliced_splits_of_array_sources():
+  """'train[:n]' / 'train[n:]' split one split into two disjoint parts (the
+  55k / 5k train / validation protocol), with sizes from split_size."""
+  assert sources.parse_split("train[:100]") == ("train", slice(None, 100))
+  assert sources.parse_split("train[-20:]") == ("train", slice(-20, None))
+  assert sources.parse_split("test") == ("test", None)
+  info = data.dataset_info("digits")
+  n = info["num_examples"]["train"]
+  assert sources.split_size(info["num_examples"], "train[:100]") == 100
+  assert sources.split_size(info["num_examples"], "train[100:]") == n - 100
+  assert sources.split_size(info["num_examples"], "nope[:3]") is None
+  def labels(split):
+    ds = data.get_dataset("digits", split, batch_size=1000,
+                                shuffle=False, repeat=False)
+    return np.concatenate([y.numpy() for _, y in ds])
+  whole = labels("train")
+  np.testing.assert_array_equal(labels("train[:100]"), whole[:100])
+  np.testing.assert_array_equal(labels("train[100:]"), whole[100:])
+  with pytest.raises(ValueError, match="'bogus\\[:3\\]'"):
+    labels("bogus[:3]")

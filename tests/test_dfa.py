@@ -292,11 +292,17 @@ def test_unsupported_networks_name_the_layer():
   with pytest.raises(ValueError, match="'bn1' \\(BatchNormalization\\)"):
     dfa.DFAModel(keras.Model(inputs, outputs))
 
+  # A residual connection is no longer refused: the network is trained
+  # block-wise (tests/test_dfa_blocks.py), the addition ending a block.
   h = keras.layers.Dense(5, activation="relu", name="fc1")(inputs)
   h = keras.layers.Add(name="skip")([inputs, h])
   outputs = keras.layers.Dense(3, name="output")(h)
-  with pytest.raises(ValueError, match="'skip' \\(Add\\)"):
-    dfa.DFAModel(keras.Model(inputs, outputs))
+  residual = dfa.DFAModel(keras.Model(inputs, outputs))
+  assert residual.block_wise
+  assert [b.name for b in residual.blocks] == ["skip", "output"]
+  # ... while a chain is cut at every kernel layer, and a layer with weights
+  # but no kernel is refused there (above).
+  assert not dfa.DFAModel(_mlp()).block_wise
 
   with pytest.raises(ValueError, match="at least one hidden kernel layer"):
     dfa.DFAModel([keras.layers.Dense(3)], input_shape=(5,))

@@ -177,3 +177,60 @@ def test_a_name_with_parameters_as_a_command_line_gives_it():
     fb.get("brsf_p:0.3")
   with pytest.raises(ValueError, match="flip_prob"):
     fb.get("brsf_p:flip_prob=2")
+
+
+def test_biotorch_scale_options():
+  """biotorch's uSF / brSF / frSF (docs/algorithms.md §1.1): sign(W) times
+  the Glorot std, and |Glorot-uniform| magnitudes."""
+  import math
+  import numpy as np
+  import tensorflow as tf
+  from tfbio.feedback import FeedbackContext
+  ctx = FeedbackContext("conv", fan_in=150, fan_out=400, seed=3)
+  w = tf.constant(np.random.default_rng(0).normal(size=(5, 5, 6, 16)),
+                  tf.float32)
+  b = fb.get("ss:scale=glorot").kernel(w, {}, ctx, 0).numpy()
+  np.testing.assert_allclose(b, np.sign(w) * math.sqrt(2 / 550), rtol=1e-6)
+  assert fb.serialize("ss:scale=glorot") == {"name": "ss", "scale": "glorot"}
+  limit = math.sqrt(6 / 550)
+  b = fb.get("brsf", magnitude="glorot").kernel(w, {}, ctx, 7).numpy()
+  u = fb.get("brsf").kernel(w, {}, ctx, 7).numpy()
+  np.testing.assert_allclose(b, u * limit, rtol=1e-6)  # same draw, scaled
+  assert np.all(np.sign(b) == np.sign(w)) and np.abs(b).max() < limit
+  assert np.abs(b).mean() > 0.4 * limit
+  assert fb.get(fb.serialize(fb.get("frsf:magnitude=glorot"))) == fb.get(
+      "frsf", magnitude="glorot")
+  with pytest.raises(ValueError, match="'xavier'"):
+    fb.get("ss:scale=xavier")
+  with pytest.raises(ValueError, match="magnitude"):
+    fb.get("brsf", magnitude="normal")
+
+
+def test_ss_scale_initializer_is_the_kernels_own_spread():
+  """ss:scale=initializer: s = the std of each kernel's own initializer."""
+  import math
+  import numpy as np
+  dense = tfbio.layers.Dense(30, feedback="ss:scale=initializer")
+  dense.build((None, 20))  # glorot_uniform: sqrt(2 / (20 + 30))
+  conv = tfbio.layers.Conv2D(8, 3, feedback="ss:scale=initializer",
+                             kernel_initializer="he_normal")
+  conv.build((None, 9, 9, 4))  # sqrt(2 / fan_in), fan_in = 36
+  sep = tfbio.layers.SeparableConv2D(
+      6, 3, feedback="ss:scale=initializer",
+      depthwise_initializer=keras.initializers.RandomNormal(stddev=0.01))
+  sep.build((None, 9, 9, 4))
+  for layer, kernels in (
+      (dense, {"kernel": math.sqrt(2 / 50)}),
+      (conv, {"kernel": math.sqrt(2 / 36)}),
+      (sep, {"depthwise_kernel": 0.01,
+             "pointwise_kernel": math.sqrt(2 / (4 + 6))})):
+    for attr, s in kernels.items():
+      b = (layer.feedback_kernel(attr) if len(kernels) > 1
+           else layer.feedback_kernel())
+      np.testing.assert_allclose(np.asarray(b),
+                                 np.sign(np.asarray(getattr(layer, attr))) * s,
+                                 rtol=1e-5)
+  bad = tfbio.layers.Dense(3, feedback="ss:scale=initializer",
+                           kernel_initializer="zeros", name="zero_init")
+  with pytest.raises(ValueError, match="'zero_init' has Zeros"):
+    bad.build((None, 2))

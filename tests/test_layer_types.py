@@ -462,3 +462,76 @@ def test_multi_head_attention_round_trip(tmp_path):
   x = np.random.default_rng(8).normal(size=(2, 4, 5)).astype("float32")
   np.testing.assert_array_equal(loaded.predict(x, verbose=0),
                                 model.predict(x, verbose=0))
+
+
+# -- grouped Conv2D ----------------------------------------------------------
+
+
+def test_grouped_conv2d_matches_keras_with_b_substituted(tmp_path):
+  # pylint: disable-next=g-import-not-at-top
+  from keras.src.initializers.random_initializers import compute_fans
+  rng = np.random.default_rng(5)
+  # (Each eager grouped convolution is an XLA compilation on CPU, Keras'
+  # workaround: channels_first is checked with one rule only.)
+  for data_format, shape, rules in (("channels_last", (2, 7, 6, 6),
+                                     ("bp", "ss", "fa", "kp")),
+                                    ("channels_first", (2, 6, 5, 7), ("fa",))):
+    kwargs = dict(filters=6, kernel_size=3, groups=3, strides=2,
+                  padding="same", data_format=data_format)
+    for rule in rules:
+      msg = f"{data_format}/{rule}"
+      layer = tfbio.layers.Conv2D(**kwargs, feedback=rule, seed=3)
+      layer.build(shape)
+      assert tuple(layer.kernel.shape) == (3, 3, 2, 6), msg  # c_in / groups
+      ref = keras.layers.Conv2D(**kwargs)
+      ref.build(shape)
+      layer.kernel.assign(rng.normal(0, 0.5, size=(3, 3, 2, 6)))
+      layer.bias.assign(rng.normal(0, 0.5, size=(6,)))
+      layer.reset_sign_reference()
+      ref.set_weights([_np(layer.kernel), _np(layer.bias)])
+      ctx = layer._feedback_ctx  # pylint: disable=protected-access
+      # Keras' fans of the (3, 3, 2, 6) kernel: fan_in = 9 * c_in / groups.
+      assert (ctx.fan_in, ctx.fan_out) == compute_fans((3, 3, 2, 6)), msg
+      w, b = _np(layer.kernel), _np(layer.feedback_kernel())
+      if rule == "bp":
+        np.testing.assert_array_equal(b, w, err_msg=msg)
+      else:
+        assert np.abs(b - w).max() > 1e-3, msg
+      if rule == "ss":
+        np.testing.assert_allclose(b, np.sign(w) * math.sqrt(2 / (9 * 6)),
+                                   rtol=1e-6, err_msg=msg)
+      x = rng.normal(size=shape).astype("float32")
+      g = rng.normal(size=layer.compute_output_shape(shape)).astype("float32")
+      y, dx, grads = _grads(layer, x, g, training=True)
+      ry, _, rgrads = _with_kernels(ref, {}, x, g)
+      _, rdx, _ = _with_kernels(ref, {"kernel": b}, x, g)
+      np.testing.assert_allclose(y, ry, rtol=RTOL, atol=ATOL, err_msg=msg)
+      np.testing.assert_allclose(dx, rdx, rtol=RTOL, atol=ATOL, err_msg=msg)
+      for n in ("kernel", "bias"):
+        np.testing.assert_allclose(_np(grads[n]), _np(rgrads[n]), rtol=RTOL,
+                                   atol=ATOL, err_msg=f"{msg}/{n}")
+      if fb.get(rule).trainable_feedback:
+        np.testing.assert_array_equal(_np(grads["feedback_kernel"]),
+                                      _np(grads["kernel"]), err_msg=msg)
+      if rule != "bp":
+        assert not np.allclose(dx, _with_kernels(ref, {}, x, g)[1],
+                               atol=1e-3), msg  # B, not W, in dE/dx.
+
+  layer = tfbio.layers.Conv2D(4, 3, groups=2, feedback="fa", seed=1,
+                              name="grouped")
+  config = layer.get_config()
+  assert config["groups"] == 2
+  assert tfbio.layers.Conv2D.from_config(config).get_config() == config
+  model = keras.Sequential([keras.Input((5, 5, 4)), layer])
+  x = rng.normal(size=(2, 5, 5, 4)).astype("float32")
+  path = str(tmp_path / "grouped.keras")
+  model.save(path)
+  loaded = keras.saving.load_model(path)
+  np.testing.assert_array_equal(_np(loaded.layers[0].feedback_kernel()),
+                                _np(layer.feedback_kernel()))
+  np.testing.assert_allclose(loaded.predict(x, verbose=0),
+                             model.predict(x, verbose=0), atol=1e-6)
+  with pytest.raises(ValueError, match="filters=5, groups=2"):
+    tfbio.layers.Conv2D(5, 3, groups=2)
+  with pytest.raises(ValueError, match="channels=3, groups=2"):
+    tfbio.layers.Conv2D(4, 3, groups=2).build((None, 5, 5, 3))

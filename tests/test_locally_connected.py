@@ -24,7 +24,7 @@ LC = tfbio.layers.LocallyConnected2D
 ALL_NAMES = fb.names()
 FLIP_NAMES = ("brsf_p", "frsf_p")
 PER_STEP = ("brsf", "brsf_p")
-IMPLEMENTATIONS = ("dense", "sparse")
+IMPLEMENTATIONS = ("dense", "sparse", "offsets")
 RTOL = 1e-4
 ATOL = 1e-5
 IN_SHAPE = (2, 7, 7, 3)
@@ -37,6 +37,8 @@ GEOMETRIES = [(IN_SHAPE, (3, 3), (s, s), p)
                   ((2, 8, 8, 3), (3, 3), (2, 2), "same"),
                   ((2, 8, 7, 3), (2, 3), (1, 2), "same"),
                   ((2, 8, 7, 3), (2, 3), (2, 1), "valid"),
+                  # VALID with an unread last row (offsets form crops it).
+                  ((2, 9, 8, 3), (2, 2), (2, 3), "valid"),
               ]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -180,19 +182,20 @@ def test_tied_lc_equals_conv2d():
                                  atol=ATOL, err_msg=case)
 
 
-# -- 2. dense and sparse agree ------------------------------------------------
+# -- 2. dense, sparse and offsets agree ---------------------------------------
 
 
+@pytest.mark.parametrize("other", ["sparse", "offsets"])
 @pytest.mark.parametrize("name", ALL_NAMES)
-def test_dense_and_sparse_agree(name):
+def test_dense_and_other_forms_agree(name, other):
   rng = np.random.default_rng(1)
   for in_shape, kernel_size, strides, padding in GEOMETRIES[2:]:
-    case = f"{name}/{in_shape}/{kernel_size}/{strides}/{padding}"
+    case = f"{name}/{other}/{in_shape}/{kernel_size}/{strides}/{padding}"
     x = rng.standard_normal(in_shape).astype(np.float32)
     kwargs = dict(kernel_size=kernel_size, in_shape=in_shape, seed=5)
     dense = _make(name, "dense", strides, padding, **kwargs)
-    sparse = _make(name, "sparse", strides, padding, **kwargs)
-    assert sparse.supports_jit is False, case
+    sparse = _make(name, other, strides, padding, **kwargs)
+    assert sparse.supports_jit is (other != "sparse"), case
     sparse.kernel.assign(dense.kernel)
     bias = rng.standard_normal(dense.bias.shape).astype(np.float32)
     dense.bias.assign(bias)
@@ -319,6 +322,81 @@ def test_sparse_weight_gradient_in_chunks():
     np.testing.assert_array_equal(_np(db), _np(dw), err_msg=chunk)
 
 
+def _op_grads(fn, x, w, b, g):
+  """``(y, dx, dW, dB)`` of ``fn(x, w, b)`` against upstream ``g``."""
+  x, w, b = (tf.constant(v) for v in (x, w, b))
+  with tf.GradientTape() as tape:
+    tape.watch([x, w, b])
+    loss = tf.reduce_sum(fn(x, w, b) * g)
+  return [_np(t) for t in [fn(x, w, b)] + tape.gradient(loss, [x, w, b])]
+
+
+def test_offsets_op_matches_reference_under_tf_function_and_xla():
+  rng = np.random.default_rng(13)
+  for in_shape, kernel_size, strides, padding in (GEOMETRIES[3],
+                                                  GEOMETRIES[5],
+                                                  GEOMETRIES[-1]):
+    case = f"{in_shape}/{kernel_size}/{strides}/{padding}"
+    out_h, out_w, _, _ = lc_ops.lc_geometry(*in_shape[1:3], kernel_size,
+                                            strides, padding)
+    shape = (out_h * out_w, math.prod(kernel_size) * in_shape[-1], FILTERS)
+    x = rng.standard_normal(in_shape).astype(np.float32)
+    w, b = (rng.standard_normal(shape).astype(np.float32) for _ in "wb")
+    g = rng.standard_normal((in_shape[0], out_h, out_w, FILTERS)).astype(
+        np.float32)
+    ry, rdx, rdw = _lc_reference(x, w, b, g, kernel_size, strides, padding)
+
+    def offsets(x, w, b):
+      return lc_ops.feedback_lc_offsets(x, w, b, kernel_size, strides,
+                                        padding, True)
+
+    for mode, fn in (("eager", offsets), ("graph", tf.function(offsets)),
+                     ("xla", tf.function(offsets, jit_compile=True))):
+      y, dx, dw, db = _op_grads(fn, x, w, b, g)
+      for got, want, what in ((y, ry, "y"), (dx, rdx, "dx"), (dw, rdw, "dW"),
+                              (db, rdw, "dB")):
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-4,
+                                   err_msg=f"{case}/{mode}/{what}")
+  # B = W when feedback_kernel is None (last geometry): back-propagation.
+  y, dx, dw, _ = _op_grads(lambda x, w, b: lc_ops.feedback_lc_offsets(
+      x, w, None, kernel_size, strides, padding), x, w, b, g)
+  ry, rdx, rdw = _lc_reference(x, w, w, g, kernel_size, strides, padding)
+  np.testing.assert_allclose(y, ry, rtol=RTOL, atol=1e-4)
+  np.testing.assert_allclose(dx, rdx, rtol=RTOL, atol=1e-4)
+  np.testing.assert_allclose(dw, rdw, rtol=RTOL, atol=1e-4)
+
+
+def test_offsets_form_never_builds_patch_sized_tensors():
+  """No tensor of the traced forward + backward is as large as the patches
+  (``batch*P*kh*kw*c_in``, here larger than W, x and y), while the dense
+  form's are."""
+  batch, size, c_in, c_out = 8, 6, 4, 2
+  layers = {impl: _make("fa", impl, filters=c_out,
+                        in_shape=(batch, size, size, c_in))
+            for impl in ("dense", "offsets")}
+  patches = batch * size * size * 3 * 3 * c_in
+  assert patches > max(layers["dense"].kernel.numpy().size,
+                       batch * size * size * max(c_in, c_out))
+  largest = {}
+  for impl, layer in layers.items():
+    variables = layer.trainable_variables
+
+    @tf.function
+    def step(x, layer=layer, variables=variables):
+      with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+      return tape.gradient(y, [x] + variables, output_gradients=y)
+
+    graph = step.get_concrete_function(
+        tf.TensorSpec((batch, size, size, c_in))).graph
+    largest[impl] = max(
+        t.shape.num_elements() or 0 for op in graph.get_operations()
+        for t in op.outputs if t.shape.is_fully_defined())
+  assert largest["dense"] >= patches
+  assert largest["offsets"] < patches, largest
+
+
 # -- 4. masks and sign-fixed weights under fit ---------------------------------
 
 
@@ -326,8 +404,12 @@ def test_masks_and_sign_fixed_under_fit():
   rng = np.random.default_rng(3)
   x = rng.standard_normal((16, 6, 6, 2)).astype(np.float32)
   y = rng.standard_normal((16, 3)).astype(np.float32) * 3.0
+  # Every rule in the dense form; the other forms with a stored and a
+  # per-step rule (their masks and sign-fixing share the dense form's code).
   for name in ("bp", "fa", "urfb", "brsf"):
     for impl in IMPLEMENTATIONS:
+      if impl != "dense" and name not in ("urfb", "brsf"):
+        continue
       case = f"{name}/{impl}"
       keras.utils.clear_session()
       lc = LC(3, 3, padding="same", activation="tanh", feedback=name,
@@ -804,15 +886,15 @@ def test_dense_memory_bound():
   exact = LC(4, 3, implementation="dense", max_dense_bytes=21600)
   exact.build((8, 7, 7, 3))
   assert exact.resolved_implementation == "dense"
-  for bound, expected in ((1000, "sparse"), (21599, "sparse"),
+  for bound, expected in ((1000, "offsets"), (21599, "offsets"),
                           (21600, "dense")):
     layer = LC(4, 3, implementation="auto", max_dense_bytes=bound)
     layer.build((8, 7, 7, 3))
     assert layer.resolved_implementation == expected, bound
-    assert layer.supports_jit is (expected == "dense"), bound
+    assert layer.supports_jit is True, bound
     assert layer.get_config()["implementation"] == "auto"
   # Unknown batch: one example (2700 bytes) is what counts.
-  for bound, expected in ((2699, "sparse"), (2700, "dense")):
+  for bound, expected in ((2699, "offsets"), (2700, "dense")):
     layer = LC(4, 3, max_dense_bytes=bound)
     layer.build((None, 7, 7, 3))
     assert layer.resolved_implementation == expected, bound
@@ -821,7 +903,7 @@ def test_dense_memory_bound():
   sparse = LC(4, 3, implementation="sparse", max_dense_bytes=1)
   sparse.build((8, 7, 7, 3))
   assert sparse.resolved_implementation == "sparse"
-  # The auto-chosen sparse form computes the same map.
+  # The auto-chosen offsets form computes the same map.
   auto = LC(4, 3, max_dense_bytes=1000, seed=3)
   dense = LC(4, 3, implementation="dense", seed=3)
   x = np.random.default_rng(11).standard_normal((8, 7, 7, 3)).astype(
@@ -829,7 +911,7 @@ def test_dense_memory_bound():
   auto.build(x.shape)
   dense.build(x.shape)
   dense.set_weights(auto.get_weights())
-  assert auto.resolved_implementation == "sparse"
+  assert auto.resolved_implementation == "offsets"
   np.testing.assert_allclose(_np(auto(x)), _np(dense(x)), rtol=RTOL,
                              atol=ATOL)
 

@@ -226,3 +226,23 @@ def test_magnitude_and_flips_single_draw_is_uniform_and_independent():
   c = ops.stateless_magnitude_and_flips((50,), 0.5, 7, 1, step=4)[0]
   np.testing.assert_array_equal(a, b)
   assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_uniform_draw_is_tf_stateless_philox(dtype):
+  """The raw-op draw equals tf.random.stateless_uniform(alg="philox") bit
+  for bit (graph and XLA), so recorded runs draw what they drew before."""
+  from tfbio.ops import feedback_kernels as fk
+  from tfbio.utils import seeds as seeds_lib
+
+  def both(step):
+    seed = tf.stack([seeds_lib.mix_seed(tf.constant(123, tf.int64), 1),
+                     tf.cast(step, tf.int64)])
+    return (fk.stateless_magnitude([3, 50], 123, 1, step, dtype=dtype),
+            tf.random.stateless_uniform([3, 50], seed, dtype=dtype,
+                                        alg="philox"))
+
+  for fn in (tf.function(both), tf.function(both, jit_compile=True)):
+    ours, reference = fn(tf.constant(9, tf.int64))
+    np.testing.assert_array_equal(np.asarray(ours, np.float32),
+                                  np.asarray(reference, np.float32))

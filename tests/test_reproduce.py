@@ -124,7 +124,7 @@ def test_end_to_end_on_digits_resumes_regenerates_and_rejects_bad_input(
   out = str(tmp_path / "r")
   cmd = [sys.executable, os.path.join(ROOT, "tools", "reproduce.py"),
          f"--out={out}", "--data=digits", "--only=bartunov2018",
-         "--seeds=0,1", "--epoch_scale=0.2", "--jobs=2"]
+         "--seeds=1", "--epoch_scale=0.2", "--jobs=2"]
   proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                         check=False)
   assert proc.returncode == 0, proc.stderr[-2000:]
@@ -135,7 +135,7 @@ def test_end_to_end_on_digits_resumes_regenerates_and_rejects_bad_input(
   first = json.load(open(result, encoding="utf-8"))
   assert first["status"] == "ok" and 0 <= first["final_eval_error"] <= 100
   runs = report_lib.read_runs(os.path.join(out, "runs.csv"))
-  assert len(runs) == 6
+  assert len(runs) == 3
   assert runs[("bartunov-sdtp", 1, "")]["final_eval_error"] == (
       first["final_eval_error"])
   curves = report_lib.read_curves(os.path.join(out, "curves.csv"))

@@ -144,3 +144,76 @@ def test_seed_axis_gives_mean_std_n_and_a_curves_plot(tmp_path):
   assert "| bp | 13 ± 1 | 13 ± 1 | 3 | 0,1,2 | — |" in table
   assert "| fa | 22.5 ± 0.71 | 22.5 ± 0.71 | 2 | 0,1 | 2 diverged |" in table
   assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_seed_sweep_states_its_setup_and_a_xiao2018_verdict(tmp_path):
+  from tfbio.experiments import claims  # pylint: disable=g-import-not-at-top
+  config = run.load_config(os.path.join(ROOT, "configs", "demo.py") +
+                           ":data=digits")
+  errors = {"bp": 3.0, "ss": 4.0, "ss_lastbp": 3.5, "fa": 20.0,
+            "fa_lastbp": 12.0}
+  rows = []
+  for algo, error in errors.items():
+    for seed in ("0", "1"):
+      d = tmp_path / f"algo={algo},seed={seed}"
+      d.mkdir()
+      workdir.write_config(str(d), config)
+      workdir.write_history(str(d), [
+          {"epoch": e, "step": e, "lr": 0.05, "eval_error": error + 3 - e}
+          for e in (1, 2)])
+      rows.append({"algo": algo, "seed": seed, "status": "ok",
+                   "workdir": str(d), "primary_metric": "eval_error",
+                   "primary_mode": "min", "best": error, "final": error})
+  axes = [("algo", list(errors)), ("seed", ["0", "1"])]
+  table = search.write_results(str(tmp_path), "demo.py", rows, axes, {},
+                               verdict="xiao2018")
+  assert ("Setup: digits, 1,347 training / 450 test images at 28×28; "
+          "liao2016_mnist, 8 epochs of batch 32, sgd lr 0.02, momentum 0.9 "
+          "(fixed, not searched); seeds 0, 1 (2 per condition).") in table
+  assert claims.XIAO2018_RULE in table
+  for claim in claims.XIAO2018_CLAIMS:
+    assert f"**{claim}: holds**" in table, claim
+  # FA + last BP above FA: the third claim fails; a diverged seed counts
+  # as chance error.
+  rows[-1]["status"] = "diverged"
+  paragraph = search.verdict_paragraph("xiao2018", rows)
+  assert "**last-layer BP helps FA: does not hold** (FA + last BP 51.00 < " \
+         "FA 20.00)" in paragraph
+  assert "**SS ≈ BP: holds**" in paragraph
+  with pytest.raises(ValueError, match="needs the axis algo="):
+    search.check_verdict("xiao2018", [("algo", ["bp", "ss"])])
+  with pytest.raises(ValueError, match="'nope' is not one of"):
+    search.check_verdict("nope", axes)
+
+
+def test_removed_on_failure_keeps_what_was_there_and_a_checkpoint(tmp_path):
+  fresh = tmp_path / "fresh"
+  with pytest.raises(RuntimeError):
+    with workdir.removed_on_failure(str(fresh), keep=lambda: False):
+      fresh.mkdir()
+      (fresh / "config.json").write_text("{}")
+      (fresh / "tb").mkdir()
+      raise RuntimeError("bad batch")
+  assert not fresh.exists()
+  old = tmp_path / "old"
+  old.mkdir()
+  (old / "log.txt").write_text("mine")
+  with pytest.raises(RuntimeError):
+    with workdir.removed_on_failure(str(old), keep=lambda: False):
+      (old / "config.json").write_text("{}")
+      raise RuntimeError("bad batch")
+  assert sorted(os.listdir(old)) == ["log.txt"]
+  with pytest.raises(RuntimeError):  # A checkpoint: everything is kept.
+    with workdir.removed_on_failure(str(old), keep=lambda: True):
+      (old / "checkpoints").mkdir()
+      raise RuntimeError("diverged at step 900")
+  assert sorted(os.listdir(old)) == ["checkpoints", "log.txt"]
+
+
+def test_progress_line_is_one_plain_line():
+  line = trainer_lib.progress_line(
+      "epoch 3/10", {"loss": 0.41234, "error": 12.345, "eval_error": 13.1},
+      images_per_second=1234.4, epoch_seconds=12.2, run_eta=84)
+  assert line == ("epoch 3/10  loss 0.4123  error 12.35 %  eval_error "
+                  "13.10 %  1234 img/s  epoch 12 s  ETA 1 min 24 s")
+  assert trainer_lib.format_duration(7500) == "2 h 05 min"

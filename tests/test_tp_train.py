@@ -40,6 +40,9 @@ def test_sdtp_smoke_trains_through_tfbio_train(tmp_path):
   proc = _cli("train", f"--config={CONFIG}:smoke=1,model=mnist_fc,algo=sdtp",
               f"--workdir={workdir}")
   assert proc.returncode == 0, proc.stderr[-2000:]
+  # One plain progress line per epoch, no Keras bar (\r, \b).
+  assert "epoch 1/1  loss " in proc.stderr and " img/s " in proc.stderr
+  assert "\r" not in proc.stderr and "\b" not in proc.stderr
   with open(workdir / "metrics.json", encoding="utf-8") as f:
     metrics = json.load(f)
   for key in ("final_eval_error", "best_eval_error", "steps",
@@ -107,7 +110,7 @@ def test_random_sweep_needs_a_search_space(tmp_path):
   path.write_text("def get_config(arg=None):\n  return None\n")
   proc = _cli("sweep", f"--config={path}", "--random=2",
               f"--workdir={tmp_path / 'sweep'}")
-  assert proc.returncode == 1
+  assert proc.returncode == 2  # A usage error (tfbio.cli.common).
   assert proc.stderr.strip().splitlines()[-1].startswith(
       "tfbio-sweep: error: --random needs a SEARCH_SPACE")
 

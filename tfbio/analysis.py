@@ -338,6 +338,11 @@ def save_untied_filters_png(layer, path, filters=(0, 1, 2, 3), positions=None,
 
 LOSS_PANELS = (("box_loss", "box loss"), ("focal_loss", "focal loss"),
                ("loss", "total loss"))
+# A classification run's history.csv, per epoch (plot_detection_losses'
+# panels=..., x="epoch").
+HISTORY_PANELS = (("train_loss", "training loss"),
+                  ("train_error", "training error (%)"),
+                  ("eval_error", "test error (%)"))
 
 
 def _smooth(values, window):
@@ -352,8 +357,13 @@ def _smooth(values, window):
   return out
 
 
-def plot_detection_losses(runs, out, window=1, title=None):
+def plot_detection_losses(runs, out, window=1, title=None,
+                          panels=LOSS_PANELS, x="step"):
   """xiao2018 Fig. 2: box, focal and total training loss, one line per run.
+
+  With ``panels=HISTORY_PANELS, x="epoch"`` the same figure of
+  classification runs' ``history.csv`` (training loss, training and test
+  error per epoch).
 
   Args:
     runs: ``[(label, columns)]``: per run, ``{column: [values]}`` with
@@ -363,6 +373,8 @@ def plot_detection_losses(runs, out, window=1, title=None):
     out: PNG path.
     window: moving-average window in logged points (1: raw).
     title: figure title.
+    panels: ``((column, panel title), ...)``, one panel each.
+    x: the x column (``"step"``: iterations; ``"epoch"``).
 
   Returns:
     ``out``.
@@ -370,11 +382,12 @@ def plot_detection_losses(runs, out, window=1, title=None):
   plt = pyplot()
 
   data = list(runs)
-  fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-  for ax, (key, name) in zip(axes, LOSS_PANELS):
+  fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.8), squeeze=False)
+  axes = axes[0]
+  for ax, (key, name) in zip(axes, panels):
     for label, columns in data:
-      ax.plot(columns["step"], _smooth(columns[key], window), label=label)
-    ax.set_xlabel("iteration")
+      ax.plot(columns[x], _smooth(columns[key], window), label=label)
+    ax.set_xlabel("iteration" if x == "step" else x)
     ax.set_ylabel(name)
     ax.set_title(name)
     ax.grid(alpha=0.3)

@@ -243,7 +243,7 @@ def _unsupported_reason(layer):
     if config.get("quantization_config") or getattr(
         layer, "quantization_mode", None):
       return "quantization is not supported"
-    if config.get("groups", 1) != 1:
+    if config.get("groups", 1) != 1 and _CONVERTIBLE[type(layer)] is not Conv2D:
       return f"grouped convolution (groups={config['groups']})"
     return None
   kernels = [v.name for v in layer.trainable_weights

@@ -36,7 +36,8 @@ PURPOSE_FEEDBACK_MASK = 4
 PURPOSE_INITIALIZER = 5
 
 FeedbackContext = collections.namedtuple(
-    "FeedbackContext", ["kind", "fan_in", "fan_out", "seed"])
+    "FeedbackContext", ["kind", "fan_in", "fan_out", "seed", "init_std"],
+    defaults=(None,))
 FeedbackContext.__doc__ = """What an algorithm needs to know about its layer.
 
 Attributes:
@@ -44,6 +45,8 @@ Attributes:
   fan_in: ``n_in`` (dense) or ``kh*kw*c_in`` (conv).
   fan_out: ``n_out`` (dense) or ``kh*kw*c_out`` (conv).
   seed: the layer's integer seed.
+  init_std: the standard deviation of the kernel's initializer
+    (:func:`tfbio.ops.feedback_kernels.initializer_std`), None if unknown.
 """
 
 _REGISTRY = {}
@@ -113,12 +116,45 @@ class SignSymmetry(FeedbackAlgorithm):
   Conv: ``s = sqrt(2 / (kh*kw*c_out))`` (He normal, fan-out); dense:
   ``s = 1 / sqrt(n_in)`` (the authors' released code; the extracted paper
   text reads "1/n_output", see docs/algorithms.md §1).
+
+  Args:
+    scale: ``"xiao2018"`` (default): ``s`` as above; ``"glorot"``:
+      ``s = sqrt(2 / (fan_in + fan_out))``, the standard deviation of Glorot
+      (Xavier) initialisation, for every layer type — biotorch's "uSF"
+      (``sign(W)`` times its Xavier scaling factor; docs/algorithms.md §1.1);
+      ``"initializer"``: ``s`` = the standard deviation of the layer's own
+      kernel initializer (footnote 2 read literally, for any initializer:
+      Glorot-initialised separable kernels get their Glorot spread, not the
+      He formula's up to ~27x larger one).
   """
 
   name = "ss"
+  SCALES = ("xiao2018", "glorot", "initializer")
+
+  def __init__(self, scale="xiao2018"):
+    self.scale = checks.one_of("scale", scale, self.SCALES)
+
+  def build(self, layer, shape, dtype, ctx):
+    if self.scale == "initializer" and ctx.init_std is None:
+      raise ValueError(
+          f"ss:scale=initializer needs a kernel initializer of known spread "
+          f"(VarianceScaling/Glorot/He/LeCun, RandomNormal, TruncatedNormal, "
+          f"RandomUniform); layer {layer.name!r} has "
+          f"{type(getattr(layer, 'kernel_initializer', None)).__name__}")
+    return {}
 
   def kernel(self, w, state, ctx, step):
-    return fk.sign_symmetric(w, fk.ss_scale(ctx.kind, ctx.fan_in, ctx.fan_out))
+    if self.scale == "initializer":
+      s = ctx.init_std
+    elif self.scale == "glorot":
+      s = fk.glorot_std(ctx.fan_in, ctx.fan_out)
+    else:
+      s = fk.ss_scale(ctx.kind, ctx.fan_in, ctx.fan_out)
+    return fk.sign_symmetric(w, s)
+
+  def get_config(self):
+    # The default is left out: "ss" serializes as before this option.
+    return {} if self.scale == "xiao2018" else {"scale": self.scale}
 
 
 @register
@@ -155,24 +191,63 @@ def _check_flip_prob(name, flip_prob):
   return checks.number("flip_prob", flip_prob, 0, 1, strings=True)
 
 
+class _RandomMagnitude(FeedbackAlgorithm):
+  """The ``magnitude`` option of the random-magnitude sign rules.
+
+  ``"uniform"`` (default, liao2016): ``M ~ U[0, 1)``; ``"glorot"``:
+  ``M ~ U[0, a)`` with ``a = sqrt(6 / (fan_in + fan_out))``, the magnitudes
+  of a Glorot-uniform draw (biotorch's brSF / frSF: ``|xavier_uniform| ∘
+  sign(W)``; docs/algorithms.md §1.1). The stored or drawn ``M`` is always
+  ``U[0, 1)``; the factor ``a`` is applied when ``B`` is formed.
+  """
+
+  MAGNITUDES = ("uniform", "glorot")
+
+  def _set_magnitude(self, magnitude):
+    self.magnitude = checks.one_of("magnitude", magnitude, self.MAGNITUDES)
+
+  def _scaled(self, m, ctx):
+    if self.magnitude == "glorot":
+      return m * tf.constant(fk.glorot_limit(ctx.fan_in, ctx.fan_out), m.dtype)
+    return m
+
+  def get_config(self):
+    # The default is left out: "brsf" / "frsf" serialize as before.
+    return {} if self.magnitude == "uniform" else {"magnitude": self.magnitude}
+
+
 @register
-class BatchwiseRandomSign(FeedbackAlgorithm):
-  """``B = M ∘ sign(W)``, ``M ~ U[0,1]`` redrawn every step (liao2016 §2 (2))."""
+class BatchwiseRandomSign(_RandomMagnitude):
+  """``B = M ∘ sign(W)``, ``M ~ U[0,1]`` redrawn every step (liao2016 §2 (2)).
+
+  Args:
+    magnitude: ``"uniform"`` (default) or ``"glorot"`` (biotorch's brSF).
+  """
 
   name = "brsf"
   per_step = True
 
+  def __init__(self, magnitude="uniform"):
+    self._set_magnitude(magnitude)
+
   def kernel(self, w, state, ctx, step):
     m = fk.stateless_magnitude(tf.shape(w), ctx.seed, PURPOSE_MAGNITUDE, step,
                                dtype=w.dtype)
-    return fk.random_magnitude_sign(w, m)
+    return fk.random_magnitude_sign(w, self._scaled(m, ctx))
 
 
 @register
-class FixedRandomSign(FeedbackAlgorithm):
-  """``B = M ∘ sign(W)``, ``M ~ U[0,1]`` drawn once (liao2016 §2 (3))."""
+class FixedRandomSign(_RandomMagnitude):
+  """``B = M ∘ sign(W)``, ``M ~ U[0,1]`` drawn once (liao2016 §2 (3)).
+
+  Args:
+    magnitude: ``"uniform"`` (default) or ``"glorot"`` (biotorch's frSF).
+  """
 
   name = "frsf"
+
+  def __init__(self, magnitude="uniform"):
+    self._set_magnitude(magnitude)
 
   def build(self, layer, shape, dtype, ctx):
     return {"feedback_magnitude": _state_weight(
@@ -182,7 +257,7 @@ class FixedRandomSign(FeedbackAlgorithm):
 
   def kernel(self, w, state, ctx, step):
     return fk.random_magnitude_sign(
-        w, tf.cast(state["feedback_magnitude"], w.dtype))
+        w, self._scaled(tf.cast(state["feedback_magnitude"], w.dtype), ctx))
 
 
 @register

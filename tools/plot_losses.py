@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
 r"""Draws xiao2018 Fig. 2: box, focal and total training loss of several runs.
 
-Reads each run's ``steps.csv`` (written by ``tfbio-train`` every
-``log_every_steps`` for detection models: ``step, loss, box_loss,
+Detection runs: reads each run's ``steps.csv`` (written by ``tfbio-train``
+every ``log_every_steps`` for detection models: ``step, loss, box_loss,
 focal_loss``) and draws three panels (box loss, focal loss, total loss) with
-one line per run, optionally smoothed by a moving average.
+one line per run, optionally smoothed by a moving average. Classification
+runs (target propagation and DFA too): the same figure per epoch from each
+run's ``history.csv`` (training loss, training error, test error).
+
+    .venv/bin/python tools/plot_losses.py --runs='BP=/tmp/run_bp,FA=/tmp/run_fa' \
+        --out=/tmp/bp_fa.png
 
     .venv/bin/python tools/plot_losses.py \
         --runs='BP=/runs/coco_bp,SS+last BP=/runs/coco_ss,FA+last BP=/runs/coco_fa' \
@@ -45,17 +50,43 @@ def parse_runs(text):
   return runs
 
 
+def _kind(path):
+  """``"detection"`` (steps.csv with box_loss) or ``"classification"``."""
+  try:
+    workdir.read_steps(path, required=[k for k, _ in analysis.LOSS_PANELS])
+    return "detection"
+  except ValueError:
+    if not os.path.isfile(workdir.path(path, workdir.HISTORY)):
+      raise ValueError(f"{path!r} has neither a detection steps.csv nor a "
+                       f"{workdir.HISTORY}: not a tfbio-train workdir (or no "
+                       "epoch finished yet)") from None
+    return "classification"
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments {argv[1:]}")
   if not _RUNS.value or not _OUT.value:
     raise app.UsageError("--runs and --out are required")
   try:
-    required = [k for k, _ in analysis.LOSS_PANELS]
-    runs = [(label, workdir.read_steps(path, required=required))
-            for label, path in parse_runs(_RUNS.value)]
-    analysis.plot_detection_losses(runs, _OUT.value, _SMOOTH.value,
-                                   _TITLE.value)
+    runs = parse_runs(_RUNS.value)
+    kinds = {label: _kind(path) for label, path in runs}
+    if len(set(kinds.values())) > 1:
+      raise ValueError(f"--runs mixes detection and classification runs: "
+                       f"{kinds}")
+    if set(kinds.values()) == {"detection"}:
+      required = [k for k, _ in analysis.LOSS_PANELS]
+      analysis.plot_detection_losses(
+          [(label, workdir.read_steps(path, required=required))
+           for label, path in runs], _OUT.value, _SMOOTH.value,
+          _TITLE.value)
+    else:
+      title = (_TITLE.value if _TITLE.present else
+               "Training loss and error per epoch")
+      analysis.plot_detection_losses(
+          [(label, workdir.history_columns(path)) for label, path in runs],
+          _OUT.value, _SMOOTH.value, title,
+          panels=analysis.HISTORY_PANELS, x="epoch")
   except ValueError as e:
     raise SystemExit(f"plot_losses: error: {e}") from None
 

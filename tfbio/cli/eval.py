@@ -23,9 +23,9 @@ _OUT = flags.DEFINE_string("out", None, "Output JSON (default "
 
 def main(argv):
   if len(argv) > 1:
-    common.fail("tfbio-eval", f"unexpected arguments {argv[1:]}")
+    common.usage("tfbio-eval", f"unexpected arguments {argv[1:]}")
   if not _WORKDIR.value:
-    common.fail("tfbio-eval", "--workdir is required")
+    common.usage("tfbio-eval", "--workdir is required")
   from tfbio.train import run as run_lib  # pylint: disable=g-import-not-at-top
 
   try:

@@ -21,9 +21,9 @@ _OUT = flags.DEFINE_string("out", None, "Output directory (default "
 
 def main(argv):
   if len(argv) > 1:
-    common.fail("tfbio-export", f"unexpected arguments {argv[1:]}")
+    common.usage("tfbio-export", f"unexpected arguments {argv[1:]}")
   if not _WORKDIR.value:
-    common.fail("tfbio-export", "--workdir is required")
+    common.usage("tfbio-export", "--workdir is required")
   from tfbio.train import run as run_lib  # pylint: disable=g-import-not-at-top
 
   try:

@@ -64,6 +64,10 @@ _RANDOM = flags.DEFINE_integer(
     lower_bound=0)
 _RANDOM_SEED = flags.DEFINE_integer("random_seed", 0, "Seed of the "
                                     "--random draws.")
+_VERDICT = flags.DEFINE_string(
+    "verdict", None, "Add a verdict paragraph to results.md: xiao2018 (needs "
+    "--axes with algo=bp|ss|ss_lastbp|fa|fa_lastbp; rule in "
+    "tfbio/experiments/claims.py).")
 _OVERRIDES = flags.DEFINE_multi_string(
     "override", [], "Extra --config.key=value for every cell (repeatable), "
     "e.g. --override=epochs=2.")
@@ -71,10 +75,10 @@ _OVERRIDES = flags.DEFINE_multi_string(
 
 def main(argv):
   if len(argv) > 1:
-    common.fail("tfbio-sweep", f"unexpected arguments {argv[1:]}")
+    common.usage("tfbio-sweep", f"unexpected arguments {argv[1:]}")
   for name, flag in (("--config", _CONFIG), ("--workdir", _WORKDIR)):
     if not flag.value:
-      common.fail("tfbio-sweep", f"{name} is required")
+      common.usage("tfbio-sweep", f"{name} is required")
   from tfbio.experiments import search  # pylint: disable=g-import-not-at-top
 
   try:
@@ -88,9 +92,9 @@ def main(argv):
         _CONFIG.value, _WORKDIR.value, axes=axes, random_trials=_RANDOM.value,
         random_seed=_RANDOM_SEED.value, best_over=_BEST_OVER.value,
         overrides=_OVERRIDES.value, strategy=_STRATEGY.value,
-        workers=_PARALLEL.value)
-  except ValueError as e:
-    common.fail("tfbio-sweep", e)
+        workers=_PARALLEL.value, verdict=_VERDICT.value)
+  except ValueError as e:  # The flags: axes, overrides, search space.
+    common.usage("tfbio-sweep", e)
   failed = [r["cell"] for r in rows if r["status"] == "failed"]
   logging.info("Wrote %s/results.md and results.csv:\n%s", _WORKDIR.value,
                table)

@@ -18,6 +18,8 @@ from tfbio.data.datasets import get_dataset
 from tfbio.data.datasets import names
 from tfbio.data.sources import FASHION_MNIST_DIR
 from tfbio.data.sources import fashion_mnist_idx_present
+from tfbio.data.sources import named_input_errors
 
 __all__ = ["FASHION_MNIST_DIR", "dataset_info", "fashion_mnist_idx_present",
-           "get_dataset", "idx", "names", "preprocessing", "sources"]
+           "get_dataset", "idx", "named_input_errors", "names",
+           "preprocessing", "sources"]

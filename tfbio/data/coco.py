@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfbio.data import preprocessing
+from tfbio.data import sources
 from tfbio.utils import checks
 
 __all__ = ["COCO_2017_CATEGORY_IDS", "STATS_KEYS", "coco_dataset",
@@ -63,13 +64,17 @@ STATS_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl",
 
 
 def _quiet(fn, *args, **kwargs):
-  """Calls a pycocotools function, sending its prints to absl.logging."""
+  """Calls a pycocotools function, its prints sent to absl's debug log.
+
+  ("loading annotations into memory...", "Done (t=0.00s)", ...: shown with
+  ``--verbosity=1``.)
+  """
   buffer = io.StringIO()
   with contextlib.redirect_stdout(buffer):
     result = fn(*args, **kwargs)
   text = buffer.getvalue().strip()
   if text:
-    logging.info("pycocotools:\n%s", text)
+    logging.debug("pycocotools:\n%s", text)
   return result
 
 
@@ -87,7 +92,14 @@ def _load_coco(gt):
   if isinstance(gt, (str, os.PathLike)):
     if not os.path.isfile(gt):
       raise FileNotFoundError(f"No COCO annotation file at {os.fspath(gt)!r}")
-    return _quiet(COCO, os.fspath(gt))
+    try:
+      return _quiet(COCO, os.fspath(gt))
+    except (ValueError, KeyError, TypeError, AssertionError) as e:
+      # json.JSONDecodeError is a ValueError; pycocotools asserts a dict.
+      raise ValueError(f"COCO annotation file {os.fspath(gt)!r} is not valid "
+                       f"COCO JSON ({type(e).__name__}: "
+                       f"{str(e).splitlines()[0] if str(e) else e!r})"
+                       ) from None
   raise ValueError(f"Expected a COCO annotation path, dict or COCO object. "
                    f"Received: {type(gt).__name__}")
 
@@ -271,10 +283,11 @@ def coco_dataset(path, split=None, *, image_size=512, max_boxes=100,
       classes[row, k] = class_of[ann["category_id"]]
     counts[row] = min(len(anns), max_boxes)
   if truncated:
-    logging.warning("coco_dataset: %d boxes beyond max_boxes=%d dropped.",
-                    truncated, max_boxes)
-  logging.info("coco_dataset: %d images, %d classes from %s.", len(paths),
-               len(category_ids), annotation_file)
+    logging.log_first_n(logging.WARNING, "coco_dataset: %d boxes beyond "
+                        "max_boxes=%d dropped.", 1, truncated, max_boxes)
+  sources.info_once(("coco", annotation_file),
+                    "coco_dataset: %d images, %d classes from %s.",
+                    len(paths), len(category_ids), annotation_file)
   ds = tf.data.Dataset.from_tensor_slices(
       (paths, boxes, classes, counts, np.asarray(ids, np.int64)))
   if shuffle:
@@ -283,8 +296,7 @@ def coco_dataset(path, split=None, *, image_size=512, max_boxes=100,
     ds = ds.repeat()
 
   def load(file_path, b, c, n, image_id):
-    image = tf.io.decode_image(tf.io.read_file(file_path), channels=3,
-                               expand_animations=False)
+    image = sources.read_image(file_path)
     return image, b[:n], c[:n], image_id
 
   ds = ds.map(load, num_parallel_calls=_AUTOTUNE, deterministic=True)

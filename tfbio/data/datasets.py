@@ -135,8 +135,9 @@ def get_dataset(name, split, *, batch_size, data_dir=None, image_size=None,
   else:
     ds = ds.enumerate().map(apply, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=bool(drop_remainder))
-  logging.info("tfbio.data: %s split %r: batch_size=%d preprocess=%r "
-               "(training=%s) image_size=%s shuffle=%s seed=%d repeat=%s.",
-               name, split, batch_size, preprocess, bool(training), size,
-               bool(shuffle), seed, bool(repeat))
+  sources.info_once(
+      ("pipeline", name, split, bool(training)),
+      "tfbio.data: %s split %r: batch_size=%d preprocess=%r (training=%s) "
+      "image_size=%s shuffle=%s seed=%d repeat=%s.", name, split, batch_size,
+      preprocess, bool(training), size, bool(shuffle), seed, bool(repeat))
   return ds.prefetch(tf.data.AUTOTUNE)

@@ -18,6 +18,10 @@ Named preprocessings (``preprocess=`` of ``tfbio.data.get_dataset``):
 * ``"imagenet_eval"``: resize the shorter side to ``image_size * 256 / 224``,
   central ``image_size`` crop, same normalisation.
 * ``"imagenet"``: ``"imagenet_train"`` in training, else ``"imagenet_eval"``.
+* ``"mnist_normalize"`` / ``"fashion_mnist_normalize"``: as ``"none"``, then
+  ``(x - mean) / std`` with the training set's pixel mean and std
+  (MNIST 0.1307 / 0.3081, Fashion-MNIST 0.2859 / 0.3530: the constants
+  biotorch's MNIST / Fashion-MNIST loaders use), in training and evaluation.
 """
 
 import tensorflow as tf
@@ -25,7 +29,10 @@ import tensorflow as tf
 from tfbio.utils import checks
 
 NAMES = ("none", "cifar_augment", "imagenet", "imagenet_train",
-         "imagenet_eval")
+         "imagenet_eval", "mnist_normalize", "fashion_mnist_normalize")
+# Per-dataset (mean, std) of the "<dataset>_normalize" preprocessings.
+DATASET_MEAN_STD = {"mnist_normalize": ((0.1307,), (0.3081,)),
+                    "fashion_mnist_normalize": ((0.2859,), (0.3530,))}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_IMAGENET_SIZE = 224
@@ -202,7 +209,8 @@ def output_size(preprocess, image_size):
 
 def supports_batches(preprocess, training):
   """Whether ``make_fn(..., batched=True)`` exists for this preprocessing."""
-  return resolve(preprocess, training) in ("none", "cifar_augment")
+  return resolve(preprocess, training) in (
+      "none", "cifar_augment", *DATASET_MEAN_STD)
 
 
 def make_fn(preprocess, *, training, image_size=None, batched=False):
@@ -245,6 +253,8 @@ def make_fn(preprocess, *, training, image_size=None, batched=False):
     if kind == "cifar_augment":
       augment = pad_crop_flip_batch if batched else pad_crop_flip
       image = augment(image, seed)
+    if kind in DATASET_MEAN_STD:
+      image = normalize(image, *DATASET_MEAN_STD[kind])
     return image
 
   return fn

@@ -19,6 +19,7 @@ order depends on ``seed`` only. The tfds source uses tfds' file shuffling and
 TensorFlow seed (e.g. ``keras.utils.set_random_seed``).
 """
 
+import contextlib
 import functools
 import os
 import re
@@ -46,6 +47,68 @@ OFFLINE_HINT = ("or use an offline source: 'digits', 'fashion_mnist_idx' "
                 "(apt-get install dataset-fashion-mnist), 'mnist_idx', "
                 "'folder:<path>'")
 _AUTOTUNE = tf.data.AUTOTUNE
+# First bytes of the image formats tf.io.decode_image reads.
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+# Marks an unreadable image in a pipeline's error (named_input_errors).
+_UNREADABLE = "tfbio.data: unreadable image"
+
+
+_LOGGED = set()
+
+
+def info_once(key, message, *args):
+  """``logging.info`` the first time ``key`` is seen, ``debug`` after.
+
+  A training run rebuilds its pipelines every epoch; their description is
+  worth one line, not one per epoch.
+  """
+  level = logging.DEBUG if key in _LOGGED else logging.INFO
+  _LOGGED.add(key)
+  logging.log(level, message, *args)
+
+
+# Log lines name info_once's caller, not info_once.
+logging.ABSLLogger.register_frame_to_skip(__file__, "info_once")
+
+
+def read_image(path, channels=3):
+  """The uint8 image of the JPEG, PNG, GIF or BMP file ``path`` (in graph).
+
+  A file that is none of these fails when the pipeline runs with an error
+  naming it; :func:`named_input_errors` turns it into a one-line
+  ValueError.
+  """
+  contents = tf.io.read_file(path)
+  known = tf.reduce_any(tf.stack([
+      tf.equal(tf.strings.substr(contents, 0, len(magic)), magic)
+      for magic in _IMAGE_MAGIC]))
+  check = tf.debugging.Assert(known, [_UNREADABLE, path], summarize=1)
+  with tf.control_dependencies([check]):
+    return tf.io.decode_image(contents, channels=channels,
+                              expand_animations=False)
+
+
+@contextlib.contextmanager
+def named_input_errors():
+  """Turns a pipeline's unreadable or missing input file into a ValueError.
+
+  tf.data reports them from inside the training step as multi-line
+  ``tf.errors`` without (for images that do not decode) the file's name;
+  the ValueError is one line naming the file.
+  """
+  try:
+    yield
+  except tf.errors.InvalidArgumentError as e:
+    found = re.search(re.escape(_UNREADABLE) + r"\] \[(.*?)\]\n", e.message)
+    if not found:
+      raise
+    raise ValueError(f"cannot read image {found.group(1)!r}: not a JPEG, "
+                     "PNG, GIF or BMP file") from None
+  except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError) as e:
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", e.message)
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    raise ValueError(f"cannot read an input file: "
+                     f"{lines[0] if lines else type(e).__name__}") from None
 
 
 def fashion_mnist_idx_present(data_dir=None):
@@ -85,10 +148,36 @@ def internet_available(host="storage.googleapis.com", port=443, timeout=3.0):
   return bool(result and result[0])
 
 
+_SLICE = re.compile(r"^(?P<base>[A-Za-z0-9_]+)\[(?P<start>-?\d*):(?P<stop>-?\d*)\]$")
+
+
+def parse_split(split):
+  """``"train[:55000]"`` -> ``("train", slice(None, 55000))``; a plain name
+  -> ``(name, None)``. Integer bounds, Python slice semantics (as
+  tensorflow-datasets' split slicing); anything else is taken as a name."""
+  match = _SLICE.match(split) if isinstance(split, str) else None
+  if not match:
+    return split, None
+  bound = lambda text: int(text) if text else None  # pylint: disable=unnecessary-lambda-assignment
+  return match["base"], slice(bound(match["start"]), bound(match["stop"]))
+
+
+def split_size(num_examples, split):
+  """Examples in ``split`` (a name or ``"name[a:b]"``) given the per-name
+  counts ``num_examples`` (``dataset_info(...)["num_examples"]``), or None
+  if the name is not among them."""
+  base, part = parse_split(split)
+  if base not in num_examples:
+    return None
+  n = num_examples[base]
+  return n if part is None else len(range(n)[part])
+
+
 def _check_split(split, splits, what):
-  if split not in splits:
+  base, _ = parse_split(split)
+  if base not in splits:
     raise ValueError(f"Unknown split {split!r} for {what}; expected one of "
-                     f"{list(splits)}.")
+                     f"{list(splits)} (or a slice such as 'train[:55000]').")
 
 
 def _index_chunks(num_examples, *, shuffle, seed, repeat, chunk=1024):
@@ -161,11 +250,15 @@ class ArraySource(Source):
   def examples(self, split, *, shuffle, seed, repeat, shuffle_buffer):
     del shuffle_buffer  # Full permutation; no buffer.
     _check_split(split, self.splits(), f"dataset {self.name!r}")
-    images, labels = self.load(split)
+    base, part = parse_split(split)
+    images, labels = self.load(base)
+    if part is not None:
+      images, labels = images[part], labels[part]
     if not len(images):
       raise ValueError(f"Split {split!r} of {self.description} is empty.")
-    logging.info("tfbio.data: %s split %r: %d examples %s.", self.description,
-                 split, len(images), images.shape[1:])
+    info_once(("examples", self.description, split),
+              "tfbio.data: %s split %r: %d examples %s.", self.description,
+              split, len(images), images.shape[1:])
     images = tf.constant(images)
     labels = tf.constant(labels, tf.int32)
 
@@ -337,6 +430,7 @@ class FolderSource(Source):
   def files(self, split, classes=None):
     """``(paths, labels)`` of one split, sorted by class then path."""
     _check_split(split, self.splits(), f"image folder {self.root}")
+    split, part = parse_split(split)
     classes = self.classes() if classes is None else classes
     paths, labels = [], []
     for label, class_name in enumerate(classes):
@@ -351,6 +445,8 @@ class FolderSource(Source):
       found.sort()
       paths.extend(found)
       labels.extend([label] * len(found))
+    if part is not None:
+      paths, labels = paths[part], labels[part]
     return paths, labels
 
   def info(self):
@@ -368,16 +464,15 @@ class FolderSource(Source):
           f"No images ({', '.join(IMAGE_EXTENSIONS)}) under "
           f"{os.path.join(self.root, split)}/<class>/; provide the data as "
           f"{self.root}/{split}/<class>/<image>.jpg.")
-    logging.info("tfbio.data: image folder %s split %r: %d images, %d "
-                 "classes.", self.root, split, len(paths),
-                 len(self.classes()))
+    info_once(("folder", self.root, split),
+              "tfbio.data: image folder %s split %r: %d images, %d classes.",
+              self.root, split, len(paths), len(self.classes()))
     paths = tf.constant(paths)
     labels = tf.constant(labels, tf.int32)
 
     @tf.autograph.experimental.do_not_convert
     def load(i):
-      image = tf.io.decode_image(tf.io.read_file(tf.gather(paths, i)),
-                                 channels=3, expand_animations=False)
+      image = read_image(tf.gather(paths, i))
       image.set_shape([None, None, 3])
       return image, tf.gather(labels, i)
 

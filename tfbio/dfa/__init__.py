@@ -3,7 +3,10 @@
 Nøkland 2016, "Direct Feedback Alignment Provides Learning in Deep Neural
 Networks" (NeurIPS): every hidden layer is trained with the output error
 projected through a fixed random matrix, ``δ_l = (e B_l) ⊙ f'(a_l)``; the
-output layer with its true gradient. See ``tfbio.dfa.model``.
+output layer with its true gradient. Residual networks and Transformers
+(``tfbio.models`` ``vit_tiny``) are trained block-wise (Launay et al. 2020:
+one ``B_k`` per residual block, back-propagation inside it). See
+``tfbio.dfa.model``.
 
     import keras
     from tfbio import dfa
@@ -23,10 +26,15 @@ from tfbio.dfa.model import Block
 from tfbio.dfa.model import chain_layers
 from tfbio.dfa.model import DFAModel
 from tfbio.dfa.model import DirectFeedback
+from tfbio.dfa.model import GraphBlock
+from tfbio.dfa.model import RESIDUAL
+from tfbio.dfa.model import residual_block_ends
+from tfbio.dfa.model import split_graph_blocks
 from tfbio.dfa.model import is_kernel_layer
 from tfbio.dfa.model import split_blocks
 
 __all__ = [
-    "ACTIVATION_LAYERS", "Block", "DFAModel", "DirectFeedback",
-    "chain_layers", "is_kernel_layer", "split_blocks",
+    "ACTIVATION_LAYERS", "Block", "DFAModel", "DirectFeedback", "GraphBlock",
+    "RESIDUAL", "chain_layers", "is_kernel_layer", "residual_block_ends",
+    "split_blocks", "split_graph_blocks",
 ]

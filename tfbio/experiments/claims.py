@@ -17,6 +17,7 @@ from tfbio.experiments import plots
 from tfbio.experiments.cells import AMIT_EPOCHS
 from tfbio.experiments.cells import AMIT_NETS
 from tfbio.experiments.cells import AMIT_SIZE
+from tfbio.experiments.cells import CHANCE_ERROR
 from tfbio.experiments.cells import run_error
 from tfbio.experiments.cells import FLIPS
 from tfbio.experiments.cells import LIAO_A
@@ -163,15 +164,71 @@ def _simple_table(res, seeds, rows, header="setting"):
   return "\n".join(lines)
 
 
+# xiao2018 §3.1's three claims, each decided by parts of Xiao2018.rule.
+XIAO2018_CLAIMS = ("SS ≈ BP", "FA worse than BP", "last-layer BP helps FA")
+XIAO2018_RULE = ("SS and SS + last BP mean error ≤ BP + 3 points; FA ≥ BP + "
+                 "3 points; FA + last BP < FA (means)")
+
+
+def xiao2018_parts(errors, prefix=""):
+  """xiao2018 §3.1's rule (:data:`XIAO2018_RULE`) on mean errors.
+
+  Args:
+    errors: ``{algo: mean test error %}`` for every algo of
+      :data:`~tfbio.experiments.cells.XIAO_ALGOS`.
+    prefix: put before each part's text (e.g. the network).
+
+  Returns:
+    ``[(claim, (text, holds))]``, the claim one of :data:`XIAO2018_CLAIMS`.
+  """
+  e = errors
+  ss, fa, helps = XIAO2018_CLAIMS
+  parts = [(ss, _within(f"{prefix}{XIAO_LABELS[a]}", e[a], "BP", e["bp"], 3))
+           for a in ("ss", "ss_lastbp")]
+  parts.append((fa, _beyond(f"{prefix}FA", e["fa"], "BP", e["bp"], 3)))
+  parts.append((helps, (f"{prefix}FA + last BP {e['fa_lastbp']:.2f} < FA "
+                        f"{e['fa']:.2f}", e["fa_lastbp"] < e["fa"])))
+  return parts
+
+
+def xiao2018_verdict(errors):
+  """A verdict paragraph on xiao2018's claims from ``{algo: [errors %]}``.
+
+  The rule is :data:`XIAO2018_RULE` (the reproduction's, fixed before any
+  run) on the mean final test error over seeds; a diverged seed counts as
+  chance error (``run_error``).
+  """
+  missing = [a for a in XIAO_ALGOS if not errors.get(a)]
+  if missing:
+    return (f"Verdict against xiao2018 §3.1: incomplete (no finished run of "
+            f"{', '.join(missing)}).")
+  means = {a: mean(errors[a]) for a in XIAO_ALGOS}
+  by_claim = {}
+  for claim, (text, holds) in xiao2018_parts(means):
+    by_claim.setdefault(claim, []).append((text, holds))
+  sentences = []
+  for claim, parts in by_claim.items():
+    holds = all(h for _, h in parts)
+    sentences.append(f"**{claim}: {'holds' if holds else 'does not hold'}** "
+                     f"({'; '.join(t for t, _ in parts)})")
+  return (f"Verdict against xiao2018 §3.1 (rule: {XIAO2018_RULE}; mean final "
+          f"test error over seeds, a diverged seed counted as "
+          f"{CHANCE_ERROR:g} %): " + "; ".join(sentences) + ".")
+
+
+# Verdicts a sweep can add to its results.md (tfbio-sweep --verdict=NAME):
+# NAME -> (the axis naming the conditions, its values, paragraph function).
+SWEEP_VERDICTS = {"xiao2018": ("algo", XIAO_ALGOS, xiao2018_verdict)}
+
+
 class Xiao2018(Claim):
   name = "xiao2018"
   paper = "xiao2018 §3.1, Table 1 / Fig. 1"
   expected = ("Sign-symmetry, with and without a BP last layer, trains "
               "nearly as well as BP; feedback alignment is clearly worse, "
               "and better with a BP last layer than without.")
-  rule = ("Per network: SS and SS + last BP mean error ≤ BP + 3 points; FA "
-          "≥ BP + 3 points; FA + last BP < FA (means). HOLDS if every part "
-          "holds on both networks.")
+  rule = (f"Per network: {XIAO2018_RULE}. HOLDS if every part holds on "
+          "both networks.")
   setup = ("configs/demo.py recipe (SGD, momentum 0.9, lr 0.02, batch 100, "
            "constant rate, xiao2018's He / U(±1/√n) initialisation); "
            "liao2016's MNIST CNN (no BN) 6 epochs; ResNet-18 with the CIFAR "
@@ -193,12 +250,7 @@ class Xiao2018(Claim):
     parts = []
     for net, (title, _) in XIAO_NETS.items():
       e = {a: _m(res, f"xiao-{net}-{a}", seeds) for a in XIAO_ALGOS}
-      for a in ("ss", "ss_lastbp"):
-        parts.append(_within(f"{title}: {XIAO_LABELS[a]}", e[a], "BP",
-                             e["bp"], 3))
-      parts.append(_beyond(f"{title}: FA", e["fa"], "BP", e["bp"], 3))
-      parts.append((f"{title}: FA + last BP {e['fa_lastbp']:.2f} < FA "
-                    f"{e['fa']:.2f}", e["fa_lastbp"] < e["fa"]))
+      parts += [part for _, part in xiao2018_parts(e, f"{title}: ")]
     return Verdict(all(p for _, p in parts), parts)
 
   def plot(self, res, seeds, out_dir):

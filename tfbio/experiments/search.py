@@ -329,11 +329,70 @@ def curves_plot(rows, axes, path, title=None):
   return path
 
 
-def write_results(workdir, config, rows, axes, space, best_over=()):
+def setup_sentence(rows, axes):
+  """What the finished cells trained: data, image counts, epochs, seeds.
+
+  Read from the first finished cell's ``config.json``; "" if none.
+  """
+  from tfbio import data  # pylint: disable=g-import-not-at-top
+
+  done = [r for r in rows if r.get("status") == "ok"
+          and workdir_lib.is_run(r["workdir"])]
+  if not done:
+    return ""
+  config = workdir_lib.read_config(done[0]["workdir"])
+  d, o = config.data, config.optimizer
+  counts = data.dataset_info(d.name, data_dir=d.data_dir)["num_examples"]
+  n_train, n_eval = counts[d.train_split], counts.get(d.eval_split, 0)
+  n_train = min(n_train, d.max_train_examples or n_train)
+  n_eval = min(n_eval, d.max_eval_examples or n_eval)
+  seeds = (dict(axes)[SEED] if SEED in dict(axes) else [str(config.seed)])
+  size = f" at {d.image_size}×{d.image_size}" if d.image_size else ""
+  momentum = f", momentum {o.momentum:g}" if o.name == "sgd" else ""
+  return (f"Setup: {d.name}, {n_train:,} training / {n_eval:,} "
+          f"{d.eval_split} images{size}; {config.model.name}, "
+          f"{config.epochs} epochs of batch {config.batch_size}, {o.name} "
+          f"lr {o.learning_rate * o.lr_mult:g}{momentum} (fixed, not "
+          f"searched); seeds {', '.join(seeds)} ({len(seeds)} per "
+          "condition).")
+
+
+def check_verdict(verdict, axes):
+  """ValueError unless ``verdict`` names a known verdict that ``axes`` fit."""
+  from tfbio.experiments import claims  # pylint: disable=g-import-not-at-top
+
+  if verdict not in claims.SWEEP_VERDICTS:
+    raise ValueError(f"--verdict={verdict!r} is not one of "
+                     f"{sorted(claims.SWEEP_VERDICTS)}")
+  axis, values, _ = claims.SWEEP_VERDICTS[verdict]
+  have = dict(axes).get(axis, [])
+  if sorted(have) != sorted(values):
+    raise ValueError(f"--verdict={verdict} needs the axis {axis}="
+                     f"{'|'.join(values)}. Received: {axis}={'|'.join(have)}")
+
+
+def verdict_paragraph(verdict, rows):
+  """The paragraph of ``claims.SWEEP_VERDICTS[verdict]`` on the rows."""
+  from tfbio.experiments import cells  # pylint: disable=g-import-not-at-top
+  from tfbio.experiments import claims  # pylint: disable=g-import-not-at-top
+
+  axis, values, paragraph = claims.SWEEP_VERDICTS[verdict]
+  errors = {v: [] for v in values}
+  for row in rows:
+    if row.get(axis) in errors and row.get("status") in jobs_lib.FINISHED:
+      errors[row[axis]].append(cells.run_error(
+          {"status": row["status"], "final_eval_error": row.get("final")}))
+  return paragraph(errors)
+
+
+def write_results(workdir, config, rows, axes, space, best_over=(),
+                  verdict=None):
   """Writes ``results.csv``, ``results.md`` (and ``curves.png``).
 
   Returns the markdown table. With a ``seed`` axis the table is
-  :func:`seed_table` and ``curves.png`` is :func:`curves_plot`.
+  :func:`seed_table`, ``curves.png`` is :func:`curves_plot` and the setup
+  (:func:`setup_sentence`) follows; ``verdict`` (a name of
+  ``tfbio.experiments.claims.SWEEP_VERDICTS``) adds its paragraph.
   """
   fields = ([k for k, _ in axes] + ([TRIAL] + list(space) if space else [])
             + ["status", "reused", "primary_metric", "best", "final",
@@ -350,15 +409,21 @@ def write_results(workdir, config, rows, axes, space, best_over=()):
     png = curves_plot(rows, axes, os.path.join(workdir, "curves.png"))
     if png:
       table += "\n![curves](curves.png)\n"
+    setup = setup_sentence(rows, axes)
+    if setup:
+      table += f"\n{setup}\n"
   else:
     table = grid_table(rows, axes, best_over)
+  if verdict:
+    table += f"\n{verdict_paragraph(verdict, rows)}\n"
   with open(os.path.join(workdir, "results.md"), "w", encoding="utf-8") as f:
     f.write(f"# Sweep: {config}\n\n{table}")
   return table
 
 
 def sweep(config, workdir, axes=(), random_trials=0, random_seed=0,
-          best_over=(), overrides=(), strategy="default", workers=1):
+          best_over=(), overrides=(), strategy="default", workers=1,
+          verdict=None):
   """Runs (or resumes) a search and writes its results; returns the rows.
 
   Args:
@@ -372,12 +437,16 @@ def sweep(config, workdir, axes=(), random_trials=0, random_seed=0,
     overrides: ``["key=value"]`` for every cell.
     strategy: each cell's ``--strategy``.
     workers: cells trained at the same time (0: in this process).
+    verdict: a name of ``tfbio.experiments.claims.SWEEP_VERDICTS``: its
+      paragraph is added to ``results.md`` (:func:`verdict_paragraph`).
   """
   unknown = [b for b in best_over if b not in dict(axes)]
   if unknown:
     raise ValueError(f"--best_over names {unknown}, not axes of --axes")
   if not axes and not random_trials:
     raise ValueError("--axes or --random=N is required")
+  if verdict:
+    check_verdict(verdict, axes)
   space = load_search_space(config) if random_trials else {}
   trials = draw_trials(space, random_trials, random_seed)
   axes = list(axes)
@@ -388,7 +457,8 @@ def sweep(config, workdir, axes=(), random_trials=0, random_seed=0,
       tasks_per_worker=1 if strategy != "default" else 25)
   for job, row in zip(jobs, rows):
     row.update(dict(job.info))
-  return rows, write_results(workdir, config, rows, axes, space, best_over)
+  return rows, write_results(workdir, config, rows, axes, space, best_over,
+                             verdict)
 
 
 def _threads(workers):

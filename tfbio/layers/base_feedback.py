@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from tfbio import feedback as feedback_lib
 from tfbio.layers import feedback_mixin as shared
+from tfbio.ops import feedback_kernels as fk
 
 
 class BaseFeedbackLayer(keras.layers.Layer):
@@ -85,7 +86,8 @@ class BaseFeedbackLayer(keras.layers.Layer):
     initializer = self.adapt_initializer(self.kernel_initializer)
     constraint = self.kernel_constraint
     self._feedback_ctx = feedback_lib.FeedbackContext(
-        self.kernel_kind, int(fan_in), int(fan_out), self.seed)
+        self.kernel_kind, int(fan_in), int(fan_out), self.seed,
+        fk.initializer_std(self.kernel_initializer, fan_in, fan_out))
     if self.density < 1.0:
       self.kernel_mask = shared.add_mask(self, "kernel_mask", shape,
                                          self.density, self.seed,

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from tfbio.layers.base_feedback import BaseFeedbackLayer
 from tfbio.ops import feedback_ops
+from tfbio.ops.feedback_linear import feedback_linear
 from tfbio.utils import checks
 from tfbio.utils.geometry import conv_output_length
 
@@ -17,6 +18,13 @@ class Conv2D(BaseFeedbackLayer):
   ``dE/dx`` is the transposed convolution of ``g`` with ``B``
   (docs/algorithms.md §1, §2; xiao2018, liao2016, amit2019).
 
+  Grouped convolution (``groups=G > 1``, e.g. ConvNeXt's depthwise 7x7):
+  kernel ``(kh, kw, c_in/G, filters)`` as Keras; the convolution is Keras'
+  ``ops.conv`` routed through ``tfbio.ops.feedback_linear`` (``dE/dx`` is its
+  own input-VJP with ``B``); fans as Keras reads them,
+  ``fan_in = kh*kw*c_in/G``, ``fan_out = kh*kw*filters``
+  (docs/algorithms.md §2.5).
+
   Input shape: ``(batch, h, w, c_in)`` (``channels_last``) or
   ``(batch, c_in, h, w)`` (``channels_first``).
 
@@ -28,7 +36,7 @@ class Conv2D(BaseFeedbackLayer):
 
   Args:
     filters, kernel_size, strides, padding, data_format, dilation_rate,
-    groups (only 1), activation, use_bias, kernel_initializer,
+    groups, activation, use_bias, kernel_initializer,
     bias_initializer, kernel_regularizer, bias_regularizer,
     activity_regularizer, kernel_constraint, bias_constraint: as
       ``keras.layers.Conv2D``.
@@ -58,9 +66,10 @@ class Conv2D(BaseFeedbackLayer):
         feedback_density=feedback_density, sign_fixed=sign_fixed, seed=seed,
         **kwargs)
     filters = checks.positive_int("filters", filters)
-    if groups != 1:
-      raise ValueError(f"tfbio.layers.Conv2D supports only groups=1. "
-                       f"Received: groups={groups!r}")
+    groups = checks.positive_int("groups", groups)
+    if filters % groups:
+      raise ValueError(f"filters must be divisible by groups. Received: "
+                       f"filters={filters!r}, groups={groups!r}")
     self.filters = filters
     self.kernel_size = checks.int_tuple("kernel_size", kernel_size, 2)
     self.strides = checks.int_tuple("strides", strides, 2)
@@ -76,7 +85,7 @@ class Conv2D(BaseFeedbackLayer):
       raise ValueError(f"strides > 1 cannot be combined with dilation_rate > 1."
                        f" Received: strides={strides!r}, "
                        f"dilation_rate={dilation_rate!r}")
-    self.groups = 1
+    self.groups = groups
     self.input_spec = keras.layers.InputSpec(ndim=4)
 
   @property
@@ -88,9 +97,14 @@ class Conv2D(BaseFeedbackLayer):
     if c_in is None:
       raise ValueError(f"The channel dimension of the input to {self.name!r} "
                        f"must be known. Received: input_shape={input_shape}")
+    if c_in % self.groups:
+      raise ValueError(f"The input channels of {self.name!r} must be "
+                       f"divisible by groups. Received: channels={c_in}, "
+                       f"groups={self.groups}")
     kh, kw = self.kernel_size
+    per_group = c_in // self.groups
     self._build_weights(
-        (kh, kw, c_in, self.filters), fan_in=kh * kw * c_in,
+        (kh, kw, per_group, self.filters), fan_in=kh * kw * per_group,
         fan_out=kh * kw * self.filters, bias_shape=(self.filters,))
     self.input_spec = keras.layers.InputSpec(
         ndim=4, axes={self._channel_axis: c_in})
@@ -100,7 +114,9 @@ class Conv2D(BaseFeedbackLayer):
     x = tf.convert_to_tensor(inputs)
     if self.data_format == "channels_first":
       x = tf.transpose(x, [0, 2, 3, 1])
-    if b is None:
+    if self.groups > 1:
+      y = self._grouped_conv(x, w, b)
+    elif b is None:
       y = tf.nn.conv2d(x, w, (1,) + self.strides + (1,),
                        self.padding.upper(),
                        dilations=(1,) + self.dilation_rate + (1,))
@@ -113,6 +129,22 @@ class Conv2D(BaseFeedbackLayer):
     if self.data_format == "channels_first":
       y = tf.transpose(y, [0, 3, 1, 2])
     return y
+
+  def _grouped_conv(self, x, w, b):
+    """Keras' grouped convolution (NHWC); input gradient with ``B``."""
+    strides, padding = self.strides, self.padding
+    dilation_rate = self.dilation_rate
+
+    def op(inputs, kernel):
+      return keras.ops.conv(inputs, kernel, strides=strides, padding=padding,
+                            dilation_rate=dilation_rate,
+                            data_format="channels_last")
+
+    if b is None:
+      return op(x, w)
+    return feedback_linear(
+        op, x, w, b,
+        feedback_receives_kernel_grad=self.feedback.trainable_feedback)
 
   def compute_output_shape(self, input_shape):
     if self.data_format == "channels_last":

@@ -180,18 +180,26 @@ def constrain_kernel(w, user_constraint, sign_reference, kernel_mask):
 
 
 def kernel_pair(layer, kernel, kernel_mask, feedback_mask, state, ctx, step):
-  """``(W_eff, B)`` of one kernel; ``B`` is None when the plain op applies."""
-  w = tf.convert_to_tensor(kernel)
-  if w.dtype != layer.compute_dtype:
-    w = tf.cast(w, layer.compute_dtype)
+  """``(W_eff, B)`` of one kernel in the layer's compute dtype.
+
+  ``B`` is None when the plain op applies. ``B`` is computed from ``W`` in
+  the variable dtype and then cast: under mixed precision (float32
+  variables, float16/bfloat16 compute) a per-step draw (``brsf``) is then
+  the float32 layer's draw, not another random stream; with float32
+  compute every cast is a no-op.
+  """
+  # Inside call, Keras autocasts the variable (and its .dtype) to the compute
+  # dtype.
+  w = tf.cast(tf.convert_to_tensor(kernel), layer.variable_dtype)
   if kernel_mask is not None:
     w = w * tf.cast(kernel_mask, w.dtype)
+  compute = layer.compute_dtype
   if layer.feedback.is_backprop and feedback_mask is None:
-    return w, None
+    return tf.cast(w, compute), None
   b = layer.feedback.kernel(w, state, ctx, step)
   if feedback_mask is not None:
     b = b * tf.cast(feedback_mask, b.dtype)
-  return w, b
+  return tf.cast(w, compute), tf.cast(b, compute)
 
 
 def check_built(layer):
@@ -336,8 +344,9 @@ class FeedbackLayerMixin:
       fan_in, fan_out = self._kernel_fans(attr, tuple(kernel.shape))
       seed = self.seed if index == 0 else derived_seed(
           self.seed, PURPOSE_SECOND_KERNEL + index - 1)
-      ctx = feedback_lib.FeedbackContext(self.feedback_kind, int(fan_in),
-                                         int(fan_out), seed)
+      ctx = feedback_lib.FeedbackContext(
+          self.feedback_kind, int(fan_in), int(fan_out), seed,
+          fk.initializer_std(getattr(self, init_attr), fan_in, fan_out))
       slot = KernelSlot(self, attr, prefix, ctx, getattr(self, init_attr))
       slot.build()
       slots.append(slot)

@@ -109,6 +109,38 @@ def project_error(error, feedback, shape):
       [tf.shape(error)[:1], tf.constant(shape, tf.int32)], 0))
 
 
+def conv_input_projection(error, feedback, input_shape, output_hw, strides,
+                          padding, dilation_rate):
+  """The error sent to a convolution's input through a kernel-shaped ``B``.
+
+  ``∂/∂x <conv(x, B), ē>``: the input gradient of a channels-last
+  convolution with kernel ``B`` ``(kh, kw, c_in, n_L)`` at the output
+  gradient ``ē``, the per-example error ``e`` repeated at every one of the
+  convolution's ``output_hw`` positions (biotorch's DFA ``Conv2d``:
+  ``torch.nn.grad.conv2d_input(weight_backward, e repeated)``).
+
+  Args:
+    error: ``e``, ``(batch, n_L)`` (flattened if not).
+    feedback: ``B``, ``(kh, kw, c_in, n_L)``.
+    input_shape: ``(h, w, c_in)``, the convolution's input without batch.
+    output_hw: ``(h_out, w_out)``.
+    strides, padding, dilation_rate: the convolution's (Keras spelling).
+
+  Returns:
+    ``(batch, h, w, c_in)``, in the dtype of ``feedback``.
+  """
+  e = tf.reshape(tf.cast(error, feedback.dtype), [tf.shape(error)[0], -1])
+  batch = tf.shape(e)[0]
+  repeated = tf.broadcast_to(
+      e[:, None, None, :],
+      tf.stack([batch, output_hw[0], output_hw[1], tf.shape(e)[1]]))
+  return tf.nn.conv2d_transpose(
+      repeated, feedback,
+      tf.concat([[batch], tf.constant(list(input_shape), tf.int32)], 0),
+      strides=list(strides), padding=padding.upper(),
+      dilations=list(dilation_rate))
+
+
 def hidden_delta(error, feedback, activation_derivative):
   """``δ_l = (e B_l) ⊙ f'(a_l)`` for a dense hidden layer (Nøkland 2016 eq. 3).
 

@@ -31,6 +31,47 @@ def ss_scale(kind, fan_in, fan_out):
                    "'conv'.")
 
 
+def initializer_std(initializer, fan_in, fan_out):
+  """The standard deviation of the values ``initializer`` draws for a kernel
+  with Keras fans ``fan_in`` / ``fan_out`` (those it draws with), or None
+  where it is not a known distribution.
+
+  Keras' ``VarianceScaling`` family (Glorot, He, LeCun; normal, truncated
+  or uniform) draws with variance ``scale / n``, ``n`` the mode's fan (the
+  truncated normal is rescaled by Keras so that this holds); ``RandomNormal(stddev)``: ``stddev``;
+  ``TruncatedNormal(stddev)`` (cut at 2 std): ``0.8796 * stddev``;
+  ``RandomUniform(a, b)``: ``(b - a) / sqrt(12)``. Used by
+  ``ss:scale=initializer`` (docs/algorithms.md §1.1).
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+  inits = keras.initializers
+  if isinstance(initializer, inits.VarianceScaling):
+    n = {"fan_in": fan_in, "fan_out": fan_out,
+         "fan_avg": (fan_in + fan_out) / 2.0}[initializer.mode]
+    return math.sqrt(initializer.scale / max(1.0, n))
+  if isinstance(initializer, inits.TruncatedNormal):
+    return 0.87962566103423978 * initializer.stddev
+  if isinstance(initializer, inits.RandomNormal):
+    return float(initializer.stddev)
+  if isinstance(initializer, inits.RandomUniform):
+    return (initializer.maxval - initializer.minval) / math.sqrt(12.0)
+  return None
+
+
+def glorot_std(fan_in, fan_out):
+  """``sqrt(2 / (fan_in + fan_out))``: the standard deviation of Glorot
+  (Xavier) initialisation, normal or uniform (glorot2010 eq. 16): biotorch's
+  uSF scale (``ss:scale=glorot``, docs/algorithms.md §1.1)."""
+  return math.sqrt(2.0 / (fan_in + fan_out))
+
+
+def glorot_limit(fan_in, fan_out):
+  """``sqrt(6 / (fan_in + fan_out))``: the half-width of Glorot (Xavier)
+  uniform initialisation, so ``|U(-a, a)| = a * U[0, 1)``: biotorch's brSF /
+  frSF magnitudes (``brsf:magnitude=glorot``, docs/algorithms.md §1.1)."""
+  return math.sqrt(6.0 / (fan_in + fan_out))
+
+
 def sign_symmetric(kernel, scale=1.0):
   """``sign(W) * scale`` (xiao2018 SS with ``s``; liao2016 uSF with 1; NuSF)."""
   return tf.sign(kernel) * tf.cast(scale, kernel.dtype)
@@ -51,11 +92,21 @@ def _seed(seed, purpose, step=0):
                    tf.cast(step, tf.int64)])
 
 
+_PHILOX = 1  # tf.random.Algorithm.PHILOX
+
+
 def _uniform(shape, seed, purpose, step, dtype=tf.float32):
   # Philox explicitly: the default algorithm is 30-100x slower under XLA on
   # CPU (bench/step_time.py). Note that XLA and non-XLA draws differ.
-  return tf.random.stateless_uniform(shape, _seed(seed, purpose, step),
-                                     dtype=dtype, alg="philox")
+  # The two raw ops draw exactly what
+  # ``tf.random.stateless_uniform(shape, seed, dtype, alg="philox")`` draws
+  # (tests/test_ops.py), without the ~45 small graph ops that function
+  # composes per call to scramble the seed: per layer and per step, that
+  # graph overhead was most of the per-step rules' cost on small networks.
+  key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(
+      seed=_seed(seed, purpose, step))
+  return tf.raw_ops.StatelessRandomUniformV2(
+      shape=shape, key=key, counter=counter, alg=_PHILOX, dtype=dtype)
 
 
 def stateless_magnitude(shape, seed, purpose, step=0, dtype=tf.float32):

@@ -79,8 +79,18 @@ and workers, as the papers state them)::
     dfa.feedback_scale None (1/sqrt(n_outputs)) or the half-width s > 0 of
                        each hidden layer's fixed B_l ~ U[-s, s]
     dfa.feedback_density  in (0, 1]: fixed random sparse B_l below 1
+    dfa.block_outputs  None (chain: per layer; residual net: "residual"),
+                       "residual", "kernel_inputs" (the input of every
+                       kernel layer but the first ends a block: biotorch)
+                       or comma-separated layer names (DFAModel)
+    dfa.feedback_structure  "dense" (B_l of n_L x size of h_l) or "kernel"
+                       (B_l shaped like the layer reading h_l: biotorch)
     dfa.bp_angle       log the angle of each hidden update to its true
                        gradient (one more backward pass per step)
+    mixed_precision    None (float32), "mixed_float16" (float32 variables,
+                       float16 compute, dynamic loss scaling) or
+                       "mixed_bfloat16" (bfloat16 compute, no scaling):
+                       the Keras global dtype policy of the run
 """
 
 import json
@@ -93,6 +103,8 @@ SCHEDULES = ("constant", "piecewise", "step")
 TP_VARIANTS = ("dtp", "sdtp")
 TP_SCHEDULES = ("parallel", "alternating")
 TP_INVERSE_TRAININGS = ("denoising", "noise_preserving")
+DFA_STRUCTURES = ("dense", "kernel")
+MIXED_PRECISION = ("mixed_float16", "mixed_bfloat16")
 
 
 def base_config():
@@ -182,7 +194,11 @@ def base_config():
   c.dfa.feedback_scale = ml_collections.FieldReference(None,
                                                        field_type=float)
   c.dfa.feedback_density = 1.0
+  c.dfa.block_outputs = ml_collections.FieldReference(None, field_type=str)
+  c.dfa.feedback_structure = "dense"
   c.dfa.bp_angle = False
+
+  c.mixed_precision = ml_collections.FieldReference(None, field_type=str)
   return c
 
 
@@ -205,6 +221,8 @@ def validate(config):
   checks.one_of("loss.name", config.loss.name, LOSSES)
   checks.one_of("optimizer.name", config.optimizer.name, OPTIMIZERS)
   checks.one_of("schedule.name", config.schedule.name, SCHEDULES)
+  if config.get("mixed_precision") is not None:
+    checks.one_of("mixed_precision", config.mixed_precision, MIXED_PRECISION)
   if config.schedule.name == "piecewise" and (
       len(config.schedule.multipliers)
       != len(config.schedule.boundaries_epochs) + 1):
@@ -241,6 +259,18 @@ def _validate_dfa(dfa):
   if dfa.feedback_scale is not None:
     checks.number("dfa.feedback_scale", dfa.feedback_scale, 0, low_open=True)
   checks.density("dfa.feedback_density", dfa.feedback_density)
+  if "feedback_structure" in dfa:
+    checks.one_of("dfa.feedback_structure", dfa.feedback_structure,
+                  DFA_STRUCTURES)
+
+
+def dfa_block_outputs(dfa):
+  """``dfa.block_outputs`` as DFAModel takes it: None, ``"residual"``,
+  ``"kernel_inputs"`` or a list of layer names (from ``"a,b,c"``)."""
+  value = dfa.get("block_outputs")
+  if value is None or value in ("residual", "kernel_inputs"):
+    return value
+  return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def _validate_tp(tp):

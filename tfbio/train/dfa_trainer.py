@@ -3,11 +3,13 @@
 Nøkland (2016), "Direct Feedback Alignment Provides Learning in Deep Neural
 Networks"; docs/algorithms.md §9. :class:`DFATrainer` is
 :class:`tfbio.train.fit_trainer.FitTrainer` for ``config.dfa.enabled``: it
-wraps the registry network (a chain of kernel layers; ``feedback`` must be
-``"bp"``) in ``tfbio.dfa.DFAModel`` with ``dfa.feedback_scale``,
-``dfa.feedback_density`` and ``dfa.bp_angle``, compiles it with the
-config's optimizer (and schedule) and softmax cross-entropy, and trains it
-with Keras ``fit``. Runs, resumes and writes its work directory as every
+wraps the registry network (a chain of kernel layers, or a residual network
+trained block-wise, Launay et al. 2020; ``feedback`` must be ``"bp"``) in
+``tfbio.dfa.DFAModel`` with ``dfa.feedback_scale``, ``dfa.feedback_density``,
+``dfa.bp_angle`` and the config's ``optimizer.weight_decay`` (coupled L2 on
+every variable, as ``tfbio.train.Trainer``), compiles it with the config's
+optimizer (and schedule) and softmax cross-entropy, and trains it with Keras
+``fit``. Runs, resumes and writes its work directory as every
 fit trainer; with ``dfa.bp_angle`` the history adds ``bp_angle/<layer>``
 (the angle between each hidden layer's DFA update and its true gradient).
 """
@@ -32,11 +34,16 @@ class DFATrainer(fit_trainer.FitTrainer):
 
   def wrap(self, network, optimizer):
     from tfbio import dfa  # pylint: disable=g-import-not-at-top
+    from tfbio.train import config as config_lib  # pylint: disable=g-import-not-at-top
 
-    d = self.config.dfa
-    wrapper = dfa.DFAModel(network, feedback_scale=d.feedback_scale,
-                           feedback_density=d.feedback_density,
-                           seed=int(self.config.seed), bp_angle=d.bp_angle)
+    d, opt = self.config.dfa, self.config.optimizer
+    wrapper = dfa.DFAModel(
+        network, feedback_scale=d.feedback_scale,
+        feedback_density=d.feedback_density, seed=int(self.config.seed),
+        bp_angle=d.bp_angle, block_outputs=config_lib.dfa_block_outputs(d),
+        feedback_structure=d.get("feedback_structure", "dense"),
+        weight_decay=(opt.weight_decay if opt.name != "batch_manhattan"
+                      else 0.0))
     wrapper.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

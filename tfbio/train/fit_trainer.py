@@ -64,15 +64,28 @@ class _EpochLogs(keras.callbacks.Callback):
   def on_train_begin(self, logs=None):
     self.rows = {int(float(r["epoch"])): r
                  for r in workdir_lib.read_history(self.trainer.workdir)}
+    self.first_loss = None
+    self.epoch_times = []
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self.t_epoch = self.t_eval = time.time()
+
+  def on_test_begin(self, logs=None):
+    self.t_eval = time.time()  # The epoch's training ends here.
 
   def on_epoch_end(self, epoch, logs=None):
     logs = dict(logs or {})
     t = self.trainer
-    if not math.isfinite(float(logs.get("loss", 0.0))):
+    loss = float(logs.get("loss", 0.0))
+    self.first_loss = loss if self.first_loss is None else self.first_loss
+    if not math.isfinite(loss) or abs(loss) > (
+        trainer_lib.DIVERGENCE_FACTOR * max(abs(self.first_loss), 1e-3)):
+      latest = t.manager.latest_checkpoint
       raise trainer_lib.TrainingDiverged(
-          f"Training diverged: loss {logs['loss']} in epoch {epoch + 1} "
-          f"({t.rule_name}); the last good checkpoint is kept in "
-          f"{t.manager.directory}")
+          f"Training diverged: loss {loss:.4g} in epoch {epoch + 1} (first "
+          f"epoch's loss {self.first_loss:.4g}) with {t.rule_name}; " + (
+              f"the last good checkpoint is {latest}" if latest else
+              "no checkpoint was written before it"))
     step = (epoch + 1) * t.steps_per_epoch
     lr = t.optimizer.learning_rate
     row = {"epoch": epoch + 1, "step": step,
@@ -89,6 +102,17 @@ class _EpochLogs(keras.callbacks.Callback):
                               [self.rows[e] for e in sorted(self.rows)])
     t.step.assign(step)
     t.manager.save(checkpoint_number=step)
+    now = time.time()
+    self.epoch_times.append(now - self.t_epoch)
+    train_seconds = (self.t_eval if self.t_eval > self.t_epoch else now) - (
+        self.t_epoch)
+    t._log_epoch(  # pylint: disable=protected-access
+        row, epoch + 1, t.config.epochs,
+        images_per_second=(t.steps_per_epoch * t.config.batch_size
+                           / max(train_seconds, 1e-9)),
+        epoch_seconds=self.epoch_times[-1],
+        run_eta=(sum(self.epoch_times) / len(self.epoch_times)
+                 * (t.config.epochs - epoch - 1)))
 
 
 class FitTrainer(trainer_lib.Trainer):
@@ -119,6 +143,7 @@ class FitTrainer(trainer_lib.Trainer):
   def setup_model(self):
     """Phase 3: network, its wrapper and optimizers under the scope."""
     keras.utils.set_random_seed(self.config.seed)
+    trainer_lib.set_precision(self.config)  # compile adds loss scaling
     with self.strategy.scope():
       self.model = trainer_lib.build_model(self.config, self.num_classes,
                                            self.input_shape)
@@ -176,7 +201,7 @@ class FitTrainer(trainer_lib.Trainer):
     self.wrapper.fit(self._fit_train_dataset(), epochs=epochs,
                       steps_per_epoch=spe,
                       validation_data=self._eval_dataset(),
-                      callbacks=callbacks, verbose=2)
+                      callbacks=callbacks, verbose=0)  # _EpochLogs logs.
     history = workdir_lib.read_history(self.workdir)
     if not history:
       path = workdir_lib.path(self.workdir, workdir_lib.HISTORY)

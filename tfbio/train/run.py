@@ -37,6 +37,14 @@ from tfbio.train import workdir as workdir_lib
 KINDS = ("classification", "detection", "tp", "dfa")
 
 
+class ConfigError(ValueError):
+  """A config value that validation rejects (before any data is read).
+
+  The binaries report it as a usage error (exit status 2); errors found
+  later (data, work directory, divergence) are runtime errors (status 1).
+  """
+
+
 def kind(config):
   """``"tp"``, ``"dfa"``, ``"detection"`` or ``"classification"``."""
   if config.get("tp", {}).get("enabled"):
@@ -62,19 +70,32 @@ def make_trainer(config, workdir, strategy="default", tpu_address=None):
                                tpu_address=tpu_address)
 
 
-def train(config, workdir, strategy="default", tpu_address=None):
+def train(config, workdir, strategy="default", tpu_address=None,
+          log_every_steps=0):
   """Trains (or resumes) ``config`` in ``workdir``.
+
+  Logs one progress line per epoch (``log_every_steps``: also one every N
+  steps; the custom loop only).
 
   Returns:
     ``(trainer, metrics)``: the trainer and the ``metrics.json`` dict.
 
 
   Raises:
-    tfbio.train.TrainingDiverged: the loss stopped being finite.
-    ValueError: a bad config value or missing data (one line).
+    tfbio.train.TrainingDiverged: the loss stopped being finite or grew
+      ``DIVERGENCE_FACTOR`` times.
+    ConfigError: a config value (or strategy, workdir path) that validation
+      rejects; nothing was read or written.
+    ValueError: missing or unreadable data (one line); nothing is left in
+      ``workdir`` that was not there before, unless a checkpoint was
+      written (``tfbio.train.workdir.removed_on_failure``).
   """
   # 1. Strategy and config validation: nothing is written before them.
-  trainer = make_trainer(config, workdir, strategy, tpu_address)
+  try:
+    trainer = make_trainer(config, workdir, strategy, tpu_address)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  trainer.log_every_steps = log_every_steps
   # 2. Data: sizes, classes, input shape; fails fast if the data is absent.
   trainer.setup_data()
   # 3. Model + optimizer + checkpoint under strategy.scope().

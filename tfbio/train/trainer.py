@@ -41,6 +41,51 @@ from tfbio.utils import seeds as seeds_lib
 DIVERGENCE_FACTOR = 1e6
 
 
+def format_duration(seconds):
+  """``"12 s"``, ``"1 min 24 s"``, ``"2 h 05 min"`` (progress lines)."""
+  seconds = max(0, int(round(seconds)))
+  if seconds < 60:
+    return f"{seconds} s"
+  if seconds < 3600:
+    return f"{seconds // 60} min {seconds % 60} s"
+  return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def _metric_text(key, value):
+  if not math.isfinite(value):
+    return f"{key} {value}"
+  if key.endswith("error"):
+    return f"{key} {value:.2f} %"
+  return f"{key} {value:.4f}"
+
+
+def progress_line(head, metrics, *, images_per_second=None, epoch_seconds=None,
+                  epoch_eta=None, run_eta=None):
+  """One console line of training progress, readable in a file.
+
+  E.g. ``epoch 3/10  loss 0.4123  error 12.34 %  eval_error 13.10 %  1234
+  img/s  epoch 12 s  ETA 1 min 24 s`` (errors are percentages).
+
+  Args:
+    head: ``"epoch 3/10"`` or ``"step 120/1000"``.
+    metrics: ``{name: value}`` in display order.
+    images_per_second: training throughput.
+    epoch_seconds: the epoch's wall time (training and evaluation).
+    epoch_eta: seconds left in the epoch.
+    run_eta: seconds left in the run.
+  """
+  parts = [head] + [_metric_text(k, float(v)) for k, v in metrics.items()]
+  if images_per_second is not None:
+    parts.append(f"{images_per_second:.0f} img/s")
+  if epoch_seconds is not None:
+    parts.append(f"epoch {format_duration(epoch_seconds)}")
+  if epoch_eta is not None:
+    parts.append(f"epoch ETA {format_duration(epoch_eta)}")
+  if run_eta is not None:
+    parts.append(f"ETA {format_duration(run_eta)}")
+  return "  ".join(parts)
+
+
 class TrainingDiverged(RuntimeError):
   """The loss stopped being finite or grew ``DIVERGENCE_FACTOR`` times.
 
@@ -92,6 +137,22 @@ def learning_rate_schedule(config, steps_per_epoch):
   return _LearningRate(base, [b * steps_per_epoch for b in boundaries],
                        [sch.factor ** -i for i in range(len(boundaries) + 1)],
                        warmup)
+
+
+def set_precision(config):
+  """Sets Keras' global dtype policy from ``config.mixed_precision``.
+
+  None: float32; ``"mixed_float16"`` / ``"mixed_bfloat16"``: float32
+  variables, that compute dtype (docs: tfbio.train.config).
+  """
+  keras.config.set_dtype_policy(config.get("mixed_precision") or "float32")
+
+
+def loss_scaled(config, optimizer):
+  """``optimizer`` in a ``LossScaleOptimizer`` for ``mixed_float16``."""
+  if config.get("mixed_precision") == "mixed_float16":
+    return keras.optimizers.LossScaleOptimizer(optimizer)
+  return optimizer
 
 
 def make_optimizer(config, steps_per_epoch):
@@ -218,7 +279,10 @@ class Trainer:
     self.input_shape = tuple(info["input_shape"])
     if c.image_size:
       self.input_shape = (c.image_size, c.image_size, self.input_shape[-1])
-    n_train = info["num_examples"][c.train_split]
+    n_train = data.sources.split_size(info["num_examples"], c.train_split)
+    if n_train is None:
+      raise ValueError(f"data.train_split={c.train_split!r} is not a split of "
+                       f"{c.name!r}: {sorted(info['num_examples'])}")
     if c.max_train_examples:
       n_train = min(n_train, c.max_train_examples)
     if self.config.batch_size > n_train:
@@ -227,7 +291,7 @@ class Trainer:
                        f"({c.train_split!r}); every batch would repeat data")
     self.steps_per_epoch = self.config.steps_per_epoch or max(
         1, n_train // self.config.batch_size)
-    self.n_eval = info["num_examples"].get(c.eval_split)
+    self.n_eval = data.sources.split_size(info["num_examples"], c.eval_split)
     if c.max_eval_examples and self.n_eval:
       self.n_eval = min(self.n_eval, c.max_eval_examples)
 
@@ -260,6 +324,7 @@ class Trainer:
   def setup_model(self):
     """Phase 3: model, optimizer and checkpoint under ``strategy.scope()``."""
     keras.utils.set_random_seed(self.config.seed)
+    set_precision(self.config)
     with self.strategy.scope():
       self.model = build_model(self.config, self.num_classes,
                                self.input_shape)
@@ -269,7 +334,8 @@ class Trainer:
       self.frozen = sorted(frozen)
       self.train_vars = [v for l in self.model.layers if l.name not in frozen
                          for v in l.trainable_weights]
-      self.optimizer = make_optimizer(self.config, self.steps_per_epoch)
+      self.optimizer = loss_scaled(
+          self.config, make_optimizer(self.config, self.steps_per_epoch))
       self.optimizer.build(self.train_vars)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False,
                               name="global_step")
@@ -291,8 +357,12 @@ class Trainer:
     self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir,
                                               max_to_keep=2)
 
-  # Metrics of a training step, in the progress bar and history (train_*).
+  # Metrics of a training step, in the progress lines and history (train_*).
   step_metrics = ("loss", "error")
+  # Console progress line every N steps (0: one line per epoch only;
+  # tfbio-train --log_every_steps). steps.csv and TensorBoard get the
+  # config's log_every_steps cadence either way.
+  log_every_steps = 0
 
   def replica_losses(self, batch):
     """``(loss to minimise, {metric: value})`` for one replica's batch.
@@ -302,7 +372,8 @@ class Trainer:
     """
     x, y = batch
     global_batch = self.config.batch_size
-    logits = self.model(x, training=True)
+    # float32 loss under mixed precision.
+    logits = tf.cast(self.model(x, training=True), tf.float32)
     loss = tf.nn.compute_average_loss(self.loss_fn(y, logits),
                                       global_batch_size=global_batch)
     wrong = tf.cast(tf.not_equal(tf.argmax(logits, -1, output_type=tf.int32),
@@ -321,10 +392,19 @@ class Trainer:
         loss, metrics = self.replica_losses(batch)
         if model.losses:
           loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        # mixed_float16: the scaled loss; the optimizer unscales the grads
+        # and skips a step whose gradients are not finite.
+        scale = (optimizer.dynamic_scale if isinstance(
+            optimizer, keras.optimizers.LossScaleOptimizer) else None)
+        if scale is not None:
+          loss = loss * tf.cast(scale, loss.dtype)
       grads = tape.gradient(loss, train_vars)
       if coupled_wd:
-        # Replicas' gradients are summed: each adds its share of the decay.
+        # Replicas' gradients are summed: each adds its share of the decay
+        # (scaled like the gradients under loss scaling).
         share = coupled_wd / self.strategy.num_replicas_in_sync
+        if scale is not None:
+          share = share * tf.cast(scale, tf.float32)
         grads = [g + share * v if g is not None else None
                  for g, v in zip(grads, train_vars)]
       optimizer.apply_gradients(zip(grads, train_vars))
@@ -384,14 +464,23 @@ class Trainer:
 
     The chief holds the work directory's lock meanwhile
     (``tfbio.train.workdir.locked``: a second concurrent run into the same
-    directory is refused).
+    directory is refused). A run that fails before its first checkpoint
+    leaves the directory as it found it
+    (``tfbio.train.workdir.removed_on_failure``); an unreadable input file
+    is a ValueError naming it (``tfbio.data.named_input_errors``).
     """
+    from tfbio import data  # pylint: disable=g-import-not-at-top
+
     if not hasattr(self, "steps_per_epoch"):
       self.setup_data()
     if not hasattr(self, "model"):
       self.setup_model()
-    with (workdir_lib.locked(self.workdir) if self.is_chief
-          else contextlib.nullcontext()):
+    with contextlib.ExitStack() as stack:
+      if self.is_chief:
+        stack.enter_context(workdir_lib.removed_on_failure(
+            self.workdir, lambda: self.manager.latest_checkpoint is not None))
+        stack.enter_context(workdir_lib.locked(self.workdir))
+      stack.enter_context(data.named_input_errors())
       return self._train()
 
   def _train(self):
@@ -417,14 +506,13 @@ class Trainer:
                  self.strategy.num_replicas_in_sync, self.strategy_name)
     t0 = time.time()
     first_loss = None
+    epoch_times = []
     while int(self.step.numpy()) < total_steps:
       step = int(self.step.numpy())
       epoch, done = divmod(step, spe)
+      t_epoch = time.time()
       iterator = iter(self.strategy.experimental_distribute_dataset(
           self._train_dataset(epoch, done)))
-      progbar = keras.utils.Progbar(spe, verbose=1 if self.is_chief else 0,
-                                    stateful_metrics=list(self.step_metrics))
-      progbar.update(done)
       sums = {k: [] for k in self.step_metrics}
       for i in range(done, spe):
         values = {k: float(v) for k, v in train_step(iterator).items()}
@@ -442,10 +530,17 @@ class Trainer:
                   "no checkpoint was written before it"))
         for k in self.step_metrics:
           sums[k].append(values[k])
-        progbar.update(i + 1, list(values.items()))
+        if (self.is_chief and self.log_every_steps
+            and global_step % self.log_every_steps == 0):
+          per_step = (time.time() - t_epoch) / (i + 1 - done)
+          epoch_left = per_step * (spe - i - 1)
+          logging.info("%s", progress_line(
+              f"step {global_step}/{total_steps} (epoch {epoch + 1}/"
+              f"{epochs})", values,
+              images_per_second=self.config.batch_size / per_step,
+              epoch_eta=epoch_left, run_eta=epoch_left + per_step * spe * (
+                  epochs - epoch - 1)))
         if global_step % self.config.log_every_steps == 0:
-          logging.info("step %d: %s", global_step, ", ".join(
-              f"{k} {v:.4f}" for k, v in values.items()))
           if self.is_chief:
             workdir_lib.append_step(self.workdir, global_step, values)
           with writer.as_default(step=global_step):
@@ -457,6 +552,7 @@ class Trainer:
         if global_step == self.config.debug_kill_after_step and not restored:
           logging.warning("debug_kill_after_step=%d: SIGKILL", global_step)
           os.kill(os.getpid(), signal.SIGKILL)
+      train_seconds = time.time() - t_epoch
       row = {"epoch": epoch + 1, "step": (epoch + 1) * spe,
              "lr": float(self.optimizer.learning_rate)}
       if done:  # Resumed mid-epoch: train_* cover the steps after it.
@@ -476,14 +572,27 @@ class Trainer:
             tf.summary.scalar(key.replace("/", "_at_"), value)
       writer.flush()
       self.manager.save(checkpoint_number=(epoch + 1) * spe)
-      logging.info("epoch %d/%d: %s", epoch + 1, epochs, ", ".join(
-          f"{k} {row[k]:.4f}" for k in row
-          if k.startswith(("train_", "eval_")) and "/" not in k))
+      epoch_times.append(time.time() - t_epoch)
+      self._log_epoch(row, epoch + 1, epochs, images_per_second=(
+          (spe - done) * self.config.batch_size / max(train_seconds, 1e-9)),
+                      epoch_seconds=epoch_times[-1],
+                      run_eta=np.mean(epoch_times) * (epochs - epoch - 1))
     return self._finish(history, time.time() - t0)
 
   # The eval metric that ranks epochs and runs (its mode:
   # tfbio.train.workdir.PRIMARY_MODES).
   primary_metric = "eval_error"
+
+  def _log_epoch(self, row, epoch, epochs, **timing):
+    """Logs an epoch's progress line (chief): its train_* and primary metric."""
+    if not self.is_chief:
+      return
+    shown = {k[len("train_"):]: row[k] for k in row
+             if k.startswith("train_") and "/" not in k}
+    if self.primary_metric in row:
+      shown[self.primary_metric] = row[self.primary_metric]
+    logging.info("%s", progress_line(f"epoch {epoch}/{epochs}", shown,
+                                     **timing))
 
   def _summary_fields(self, seconds):
     """``metrics.json`` entries besides the metric values."""

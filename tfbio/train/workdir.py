@@ -45,6 +45,7 @@ import csv
 import json
 import math
 import os
+import shutil
 
 from absl import logging
 
@@ -271,6 +272,39 @@ def locked(workdir):
         os.remove(p)
     except OSError:
       pass
+
+
+@contextlib.contextmanager
+def removed_on_failure(workdir, keep):
+  """Removes what the block added to ``workdir`` if it raises and not ``keep()``.
+
+  A run that fails before it has anything worth resuming from (bad data,
+  an unwritable directory, divergence before the first checkpoint) leaves
+  the directory as it found it: entries that existed before the block are
+  never touched; the directory itself is removed if the block created it.
+
+  Args:
+    workdir: the run directory (need not exist yet).
+    keep: ``() -> bool``, called after a failure: True keeps everything
+      (e.g. a checkpoint was written).
+  """
+  existed = os.path.isdir(workdir)
+  before = set(os.listdir(workdir)) if existed else set()
+  try:
+    yield
+  except BaseException:
+    if os.path.isdir(workdir) and not keep():
+      for name in set(os.listdir(workdir)) - before:
+        p = path(workdir, name)
+        if os.path.isdir(p) and not os.path.islink(p):
+          shutil.rmtree(p, ignore_errors=True)
+        else:
+          with contextlib.suppress(OSError):
+            os.remove(p)
+      if not existed:
+        with contextlib.suppress(OSError):
+          os.rmdir(workdir)
+    raise
 
 
 # -- helpers ---------------------------------------------------------------
