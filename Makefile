@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TF_EXTRA ?= cpu
 
-.PHONY: setup demo test test-apps bench reproduce clean
+.PHONY: setup demo test test-apps bench bench-peer reproduce clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -40,10 +40,26 @@ test-apps: setup
 bench: setup
 	$(PY) bench/report.py --out=docs/results/performance.md
 
+# tfbio vs biotorch (PyTorch) on ResNet-20 and the LeNets, every rule ->
+# the peer section of docs/results/performance.md (bench/peer_biotorch.py).
+# Its own side venv, never part of setup/test: the torch CPU wheel, then
+# biotorch without its pinned dependencies (they would pull CUDA and
+# torchvision; the benchmark needs neither).
+PEER_VENV ?= .venv-peer
+$(PEER_VENV)/.installed:
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet torch==2.13.0
+	$(PEER_VENV)/bin/pip install --quiet --no-deps biotorch==0.0.16
+	touch $@
+
+bench-peer: setup $(PEER_VENV)/.installed
+	$(PY) bench/peer_biotorch.py --peer_python=$(PEER_VENV)/bin/python \
+	    --out=docs/results/performance.md
+
 # The reproduction report (docs/results/README.md; ~60 min on 2 cores,
 # resumable).
 reproduce: setup
 	$(PY) tools/reproduce.py --out=docs/results
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(PEER_VENV) build *.egg-info

@@ -18,7 +18,10 @@ anything else for these figures):
 
 and writes their tables under a description of the machine (CPU model,
 cores, memory, Python, TensorFlow) and the exact commands. ``--quick``
-takes fewer rounds (figures noisier; for checking the pipeline).
+takes fewer rounds (figures noisier; for checking the pipeline). The
+biotorch comparison (``bench/peer_biotorch.py``, ``make bench-peer``) is not
+run here; its section of the page (between ``<!-- peer:start -->`` and
+``<!-- peer:end -->``) is kept as it is.
 """
 
 import datetime
@@ -32,6 +35,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import peer_biotorch
 from tfbio.experiments import machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -108,6 +112,12 @@ kernel given a larger free chunk counts more than its size).
 
 {lc[1]}
 """
+  peer = ""
+  if os.path.exists(out):  # Keep bench/peer_biotorch.py's section.
+    with open(out, encoding="utf-8") as f:
+      peer = peer_biotorch.peer_section(f.read())
+  if peer:
+    text = peer_biotorch.with_peer_section(text, peer)
   os.makedirs(os.path.dirname(out), exist_ok=True)
   with open(out, "w", encoding="utf-8") as f:
     f.write(text)

@@ -50,7 +50,7 @@ FLAGS = flags.FLAGS
 # Registry models (their own input shape, 10 classes), Keras models converted
 # with tfbio.convert (every layer type: see _keras_model) and the defaults.
 REGISTRY = ("liao2016_mnist", "resnet18_cifar", "resnet18_224", "resnet20",
-            "le_net_mnist", "vit_tiny")
+            "le_net_mnist", "le_net_cifar", "vit_tiny")
 KERAS = ("mobilenetv2", "conv1d", "conv3d", "transpose", "separable")
 MODELS = REGISTRY + KERAS
 DEFAULT_MODELS = ("liao2016_mnist", "resnet18_cifar")
@@ -159,13 +159,32 @@ def algorithm_spec(name):
   return tfbio.feedback.get(name, **params)
 
 
+def make_optimizer():
+  """The benchmark's optimizer: SGD (``--learning_rate``, ``--momentum``)."""
+  import keras  # pylint: disable=g-import-not-at-top
+
+  return keras.optimizers.SGD(FLAGS.learning_rate, momentum=FLAGS.momentum)
+
+
+def random_batch(data_shape):
+  """A fixed random batch (x, y): ``--batch_size`` standard-normal inputs of
+  ``data_shape`` and 10-class labels, from ``--seed``."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(FLAGS.seed)
+  x = tf.constant(rng.standard_normal((FLAGS.batch_size,) + data_shape),
+                  tf.float32)
+  y = tf.constant(rng.integers(0, 10, FLAGS.batch_size), tf.int32)
+  return x, y
+
+
 def make_train_step(model, jit_compile):
   """A compiled step: forward, backward, SGD-momentum apply; returns loss."""
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  optimizer = keras.optimizers.SGD(FLAGS.learning_rate,
-                                   momentum=FLAGS.momentum)
+  optimizer = make_optimizer()
   scaled = FLAGS.mixed_precision == "mixed_float16"
   if scaled:
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -201,7 +220,6 @@ def time_config(model_name, algorithms, jit_compile):
   """Per-round ms/step of each algorithm on one (model, xla) configuration."""
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   xla = "on" if jit_compile else "off"
   steps, data_shape = {}, None
@@ -211,10 +229,7 @@ def time_config(model_name, algorithms, jit_compile):
     model, data_shape = build_model(model_name, algorithm_spec(name))
     steps[name] = make_train_step(model, jit_compile)
 
-  rng = np.random.default_rng(FLAGS.seed)
-  x = tf.constant(rng.standard_normal((FLAGS.batch_size,) + data_shape),
-                  tf.float32)
-  y = tf.constant(rng.integers(0, 10, FLAGS.batch_size), tf.int32)
+  x, y = random_batch(data_shape)
 
   for name in algorithms:
     seconds, loss = run_steps(steps[name], x, y, FLAGS.warmup)
