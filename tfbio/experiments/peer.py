@@ -317,10 +317,12 @@ def report(select_dir, final_dir, out_dir, data="fashion"):
     if curves(rows, os.path.join(out_dir, name), title):
       parts.append(f"\n![{title}]({name})\n")
   parts.append(
-      f"\nCompute: {seconds / 3600:.2f} CPU-hours of finished runs "
-      f"({sum(_finished(r) for r in selection + final)} runs; "
-      "2 worker processes on 2 cores, other work on the machine at the "
-      "same time). To add missing runs: "
+      f"\nCompute: {seconds / 3600:.2f} worker-hours of finished runs "
+      f"({sum(_finished(r) for r in selection + final)} runs; the wall "
+      "clock of each run, 1-2 worker processes on 2 cores; runs of "
+      "2026-12-04 shared the cores with other work and were paused while "
+      "the test suite and the benchmarks ran, so this overstates the "
+      "compute). To add missing runs: "
       f"`{SELECT_COMMAND}`, then `{FINAL_COMMAND}` (each skips finished "
       "cells), then the report command above.\n")
   text = "\n".join(parts)

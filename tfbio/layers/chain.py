@@ -65,6 +65,44 @@ def build_network(network, input_shape=None):
   return network
 
 
+def functional_io(network, needed_by, kind="functional model"):
+  """``(graph, inputs, outputs)`` of a built one-input, one-output
+  Sequential or functional model (``graph``: the functional model behind a
+  Sequential, else ``network``).
+
+  Args:
+    network: the model.
+    needed_by: who needs it, for the error messages.
+    kind: what ``needed_by`` needs, for the subclassed-model message.
+
+  Raises:
+    ValueError: not a ``keras.Model``, unbuilt, subclassed, or not exactly
+      one input and one output.
+  """
+  if not isinstance(network, keras.Model):
+    raise ValueError(f"network must be a keras.Model or a list of layers. "
+                     f"Received: network={network!r}")
+  if not network.built:
+    raise ValueError(f"Model {network.name!r} is not built; build it (or pass "
+                     f"input_shape=) before wrapping it for {needed_by}.")
+  graph = network
+  if isinstance(network, keras.Sequential):
+    graph = getattr(network, "_functional", None)
+    if graph is None:
+      graph = network
+  try:
+    inputs, outputs = graph.inputs, graph.outputs
+  except (AttributeError, ValueError):
+    inputs = outputs = None
+  if not inputs or not outputs or not hasattr(graph, "_nodes_by_depth"):
+    raise ValueError(f"Model {network.name!r} ({type(network).__name__}) is "
+                     f"subclassed; {needed_by} needs a Sequential or {kind}.")
+  if len(inputs) != 1 or len(outputs) != 1:
+    raise ValueError(f"Model {network.name!r} must have one input and one "
+                     f"output; it has {len(inputs)} and {len(outputs)}.")
+  return graph, inputs, outputs
+
+
 def chain_layers(network, needed_by):
   """The layers of a Sequential / chain-shaped functional model, in order.
 
@@ -84,28 +122,8 @@ def chain_layers(network, needed_by):
       inputs or outputs, a nested model, a layer used twice, or a layer with
       several inputs (skip connections, merges).
   """
-  if not isinstance(network, keras.Model):
-    raise ValueError(f"network must be a keras.Model or a list of layers. "
-                     f"Received: network={network!r}")
-  if not network.built:
-    raise ValueError(f"Model {network.name!r} is not built; build it (or pass "
-                     f"input_shape=) before wrapping it for {needed_by}.")
-  graph = network
-  if isinstance(network, keras.Sequential):
-    graph = getattr(network, "_functional", None)
-    if graph is None:
-      graph = network
-  try:
-    inputs, outputs = graph.inputs, graph.outputs
-  except (AttributeError, ValueError):
-    inputs = outputs = None
-  if not inputs or not outputs:
-    raise ValueError(f"Model {network.name!r} ({type(network).__name__}) is "
-                     f"subclassed; {needed_by} needs a Sequential or "
-                     "functional model whose layers form a chain.")
-  if len(inputs) != 1 or len(outputs) != 1:
-    raise ValueError(f"Model {network.name!r} must have one input and one "
-                     f"output; it has {len(inputs)} and {len(outputs)}.")
+  _, inputs, outputs = functional_io(
+      network, needed_by, "functional model whose layers form a chain")
   chain, tensor = [], outputs[0]
   while tensor is not inputs[0]:
     history = tensor._keras_history  # pylint: disable=protected-access

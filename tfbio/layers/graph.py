@@ -18,10 +18,10 @@ graph, and computed values are looked up by ``id`` of those tensors, as in
 Keras' own graph runner.
 """
 
-import keras
 from keras.src.models import functional as keras_functional
 
 from tfbio.layers.chain import describe_layer
+from tfbio.layers.chain import functional_io
 
 
 def functional_graph(network, needed_by):
@@ -38,28 +38,7 @@ def functional_graph(network, needed_by):
     ValueError: not a ``keras.Model``, unbuilt, subclassed, or not exactly
       one input and one output.
   """
-  if not isinstance(network, keras.Model):
-    raise ValueError(f"network must be a keras.Model or a list of layers. "
-                     f"Received: network={network!r}")
-  if not network.built:
-    raise ValueError(f"Model {network.name!r} is not built; build it (or pass "
-                     f"input_shape=) before wrapping it for {needed_by}.")
-  graph = network
-  if isinstance(network, keras.Sequential):
-    graph = getattr(network, "_functional", None)
-    if graph is None:
-      graph = network
-  try:
-    inputs, outputs = graph.inputs, graph.outputs
-  except (AttributeError, ValueError):
-    inputs = outputs = None
-  if not inputs or not outputs or not hasattr(graph, "_nodes_by_depth"):
-    raise ValueError(f"Model {network.name!r} ({type(network).__name__}) is "
-                     f"subclassed; {needed_by} needs a Sequential or "
-                     "functional model.")
-  if len(inputs) != 1 or len(outputs) != 1:
-    raise ValueError(f"Model {network.name!r} must have one input and one "
-                     f"output; it has {len(inputs)} and {len(outputs)}.")
+  graph, _, _ = functional_io(network, needed_by)
   return graph
 
 
